@@ -1,0 +1,44 @@
+"""senet - Squeeze-and-Excitation networks in PyTorch (Hu, Shen, Albanie, Sun, Wu; arXiv 1709.01507).
+
+The block and its variants (:mod:`senet.layers`), the paper's model families (:mod:`senet.models`), parameter and
+multiply-add counts with the paper's convention (:mod:`senet.complexity`).
+"""
+
+from senet.complexity import MACS_CONVENTION, count_params, model_complexity
+from senet.errors import ConfigError, SenetError
+from senet.io import load_model, save_model
+from senet.layers import (
+    ECA,
+    AttentionBlock,
+    ChannelSpatialSE,
+    EffectiveSE,
+    GatherExcite,
+    SpatialSE,
+    SqueezeExcite,
+    create_attn,
+)
+from senet.models import create_model, list_models, named_se_blocks, register_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ECA",
+    "MACS_CONVENTION",
+    "AttentionBlock",
+    "ChannelSpatialSE",
+    "ConfigError",
+    "EffectiveSE",
+    "GatherExcite",
+    "SenetError",
+    "SpatialSE",
+    "SqueezeExcite",
+    "count_params",
+    "create_attn",
+    "create_model",
+    "list_models",
+    "load_model",
+    "model_complexity",
+    "named_se_blocks",
+    "register_model",
+    "save_model",
+]

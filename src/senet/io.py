@@ -1,0 +1,223 @@
+"""Weights on disk: ``model.safetensors`` plus ``config.json``; loading never executes code from a file.
+
+A saved model is a folder with two files:
+
+* ``model.safetensors`` - the state dict; its header metadata also carries the model config, so the file alone
+  names its architecture;
+* ``config.json`` - ``{"format": "senet", "version": 1, "model": {"name", "kwargs"}, ...}`` plus anything the
+  caller adds (dataset, class names, metrics).
+
+Every write is atomic: a temporary file in the same folder, flushed, then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from senet.errors import SenetError
+
+__all__ = [
+    "WEIGHTS_FILE",
+    "CONFIG_FILE",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_save_safetensors",
+    "save_model",
+    "load_model",
+    "read_config",
+    "read_state_dict",
+    "load_state_dict_strict",
+]
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "senet"
+VERSION = 1
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that a crash at any moment leaves either the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def _plain_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU tensors; tensors sharing storage are cloned (safetensors refuses aliases)."""
+    out, seen = {}, set()
+    for k, v in state.items():
+        t = v.detach().to("cpu").contiguous()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else None
+        if key is not None and key in seen:
+            t = t.clone()
+        seen.add(key)
+        out[k] = t
+    return out
+
+
+def atomic_save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None):
+    """Save a state dict as safetensors atomically."""
+    from safetensors.torch import save
+
+    return atomic_write_bytes(path, save(_plain_tensors(state), metadata=metadata))
+
+
+def _model_entry(model: nn.Module, config: dict[str, Any] | None) -> dict[str, Any]:
+    entry = config or getattr(model, "senet_config", None)
+    if not entry or "name" not in entry:
+        raise SenetError(
+            "this model carries no build config: build it with senet.create_model(...) or pass "
+            "config={'name': ..., 'kwargs': {...}}"
+        )
+    return {"name": entry["name"], "kwargs": dict(entry.get("kwargs", {}))}
+
+
+def save_model(
+    model: nn.Module, directory: str | Path, *, config: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory`` and return the folder.
+
+    ``config`` overrides the model's own ``senet_config`` (``{"name", "kwargs"}``); ``extra`` adds top-level keys to
+    ``config.json`` (dataset, class names, metrics, ...).
+    """
+    directory = Path(directory)
+    entry = _model_entry(model, config)
+    doc = {"format": FORMAT, "version": VERSION, "model": entry, **(extra or {})}
+    try:
+        meta = {"senet_config": json.dumps(doc["model"])}
+    except TypeError as exc:
+        raise SenetError(f"model kwargs must be JSON-serialisable to be saved: {exc}") from exc
+    atomic_save_safetensors(model.state_dict(), directory / WEIGHTS_FILE, metadata=meta)
+    atomic_write_json(directory / CONFIG_FILE, doc)
+    return directory
+
+
+def _resolve(path: str | Path) -> tuple[Path, Path | None]:
+    """(weights file, config file or None) for a folder, a .safetensors file or a config.json."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    if path.is_dir():
+        weights = path / WEIGHTS_FILE
+        if not weights.exists():
+            raise SenetError(f"{path} holds no {WEIGHTS_FILE}: is it a folder written by `senet train` or save_model?")
+        cfg = path / CONFIG_FILE
+        return weights, cfg if cfg.exists() else None
+    if path.name == CONFIG_FILE:
+        return path.with_name(WEIGHTS_FILE), path
+    cfg = path.with_name(CONFIG_FILE)
+    return path, cfg if cfg.exists() else None
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The ``config.json`` document for a saved model (folder, weights file or config file).
+
+    For a lone ``.safetensors`` file the model entry is read from its metadata. A foreign or corrupt file raises
+    :class:`~senet.errors.SenetError`.
+    """
+    weights, cfg = _resolve(path)
+    if cfg is not None:
+        try:
+            doc = json.loads(cfg.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SenetError(f"{cfg} is not valid JSON ({exc})") from exc
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or "model" not in doc:
+            raise SenetError(f"{cfg} is not a senet config (expected \"format\": \"senet\" and a \"model\" entry)")
+        return doc
+    meta = _safetensors_metadata(weights)
+    if "senet_config" not in meta:
+        raise SenetError(f"{weights} names no architecture (no config.json beside it, no senet metadata)")
+    return {"format": FORMAT, "version": VERSION, "model": json.loads(meta["senet_config"])}
+
+
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as exc:  # safetensors raises its own error types for truncated/garbled headers
+        raise SenetError(f"{path} is not a readable safetensors file ({exc})") from exc
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from a ``.safetensors`` file, or from a ``.pt``/``.pth``/``.bin`` file via ``weights_only=True``.
+
+    A pickle that would run code, a truncated file, or a file that holds no state dict raise
+    :class:`~senet.errors.SenetError`; nothing in the file is ever executed.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:
+            raise SenetError(f"{path} is not a readable safetensors file ({exc})") from exc
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for code-running pickles, RuntimeError for truncated zips, ...
+        raise SenetError(f"refusing to load {path}: not a plain tensor file ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise SenetError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return obj
+
+
+def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str = "file") -> None:
+    """Load ``state`` into ``model``; missing/unexpected keys and shape mismatches raise one error listing them."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+            if items:
+                more = f" ... (+{len(items) - 8} more)" if len(items) > 8 else ""
+                parts.append(f"{label} ({len(items)}): {', '.join(items[:8])}{more}")
+        raise SenetError(f"weights in {source} do not fit the model - " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model from a folder (or weights/config file) written by :func:`save_model` or ``senet train``."""
+    from senet.models import create_model
+
+    doc = read_config(path)
+    entry = doc["model"]
+    model = create_model(entry["name"], **entry.get("kwargs", {}))
+    weights, _ = _resolve(path)
+    load_state_dict_strict(model, read_state_dict(weights), str(weights))
+    model.senet_saved_config = doc
+    return model.to(map_location).eval()

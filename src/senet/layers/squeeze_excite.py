@@ -1,0 +1,136 @@
+"""The Squeeze-and-Excitation block (Hu et al., arXiv 1709.01507, section 3).
+
+For a feature map U of shape (N, C, H, W) the block computes
+
+* squeeze:    z = F_sq(U), a global pool over H x W          -> (N, C, 1, 1)
+* excitation: s = sigma(W2 . delta(W1 . z)), W1: C -> C/r, W2: C/r -> C
+* scale:      out = U * s, broadcast over H x W
+
+W1 and W2 are stored as 1x1 convolutions (``fc1``, ``fc2``) so the same module also expresses the paper's
+*NoSqueeze* ablation (Table 16), where the pooling is skipped and the two "FC" layers run at full resolution.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from senet.errors import ConfigError
+
+__all__ = ["AttentionBlock", "SqueezeExcite", "make_gate", "GATES", "SQUEEZES", "check_channels"]
+
+#: Excitation gates sigma studied in Table 12, plus the hard sigmoid used by later variants (eSE, MobileNetV3).
+GATES: dict[str, Callable[[], nn.Module]] = {
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "hard_sigmoid": nn.Hardsigmoid,
+}
+#: Squeeze operators F_sq studied in Table 11; "none" is the NoSqueeze ablation of Table 16.
+SQUEEZES = ("avg", "max", "none")
+
+
+class AttentionBlock(nn.Module):
+    """Marker base class for every attention module in :mod:`senet.layers`.
+
+    Analysis and complexity code find SE-style blocks by this type. Subclasses that produce a per-channel
+    excitation expose it as the output of a submodule named ``gate``, so a forward hook reads it without surgery.
+    ``channels`` is the number of input channels the block was built for.
+    """
+
+    channels: int
+
+
+def make_gate(gate: str | Callable[[], nn.Module]) -> nn.Module:
+    """Build the gate sigma from a name in :data:`GATES` or a zero-argument module factory."""
+    if callable(gate) and not isinstance(gate, str):
+        return gate()
+    if gate not in GATES:
+        raise ConfigError(f"unknown gate {gate!r}; choose one of {', '.join(GATES)}")
+    return GATES[gate]()
+
+
+def check_channels(block: AttentionBlock, x: torch.Tensor) -> None:
+    """Raise a readable error when ``x`` is not an (N, C, H, W) map with the block's C."""
+    if x.dim() != 4 or x.shape[1] != block.channels:
+        raise ConfigError(
+            f"{type(block).__name__} expected an (N, {block.channels}, H, W) input, "
+            f"got shape {tuple(x.shape)}"
+        )
+
+
+class SqueezeExcite(AttentionBlock):
+    """Squeeze-and-Excitation block, arXiv 1709.01507.
+
+    Args:
+        channels: C, the channels of the feature map U.
+        reduction: the reduction ratio r (paper default 16; the Keras notebook uses 2). The hidden width is
+            ``C // r`` unless ``rd_channels`` is given.
+        rd_channels: explicit hidden width C/r (overrides ``reduction``), as torchvision's ``squeeze_channels``.
+        squeeze: F_sq - ``"avg"`` (global average pooling, the paper's choice), ``"max"`` (Table 11) or
+            ``"none"`` (the NoSqueeze ablation of Table 16: W1, W2 become 1x1 convs applied at every position).
+        gate: sigma - ``"sigmoid"`` (default), ``"tanh"``, ``"relu"`` (Table 12) or ``"hard_sigmoid"``; or a
+            zero-argument callable returning a module.
+        bias: biases on W1 and W2. The released models have them; the v4 ablations (section 6) removed them.
+        act_layer: delta, the non-linearity between W1 and W2 (ReLU in the paper).
+
+    Deviations and conventions: the excitation is computed in float32 under autocast and cast back to U's dtype
+    for the scale, so low-precision training cannot round the gate to exactly 0 or 1. Submodules are ``fc1``
+    (W1), ``act`` (delta), ``fc2`` (W2) and ``gate`` (sigma): a forward hook on ``gate`` reads s.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: float = 16,
+        *,
+        rd_channels: int | None = None,
+        squeeze: str = "avg",
+        gate: str | Callable[[], nn.Module] = "sigmoid",
+        bias: bool = True,
+        act_layer: Callable[..., nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        if not isinstance(channels, int) or channels < 1:
+            raise ConfigError(f"SqueezeExcite channels must be a positive integer, got {channels!r}")
+        if rd_channels is None:
+            if not isinstance(reduction, (int, float)) or isinstance(reduction, bool) or reduction < 1:
+                raise ConfigError(f"reduction ratio r must be a number >= 1, got {reduction!r}")
+            if reduction > channels:
+                raise ConfigError(
+                    f"reduction ratio r={reduction} is larger than channels C={channels}: C/r would be below 1"
+                )
+            rd_channels = max(1, int(channels // reduction))
+        elif not isinstance(rd_channels, int) or rd_channels < 1:
+            raise ConfigError(f"rd_channels must be a positive integer, got {rd_channels!r}")
+        if squeeze not in SQUEEZES:
+            raise ConfigError(f"unknown squeeze {squeeze!r}; choose one of {', '.join(SQUEEZES)}")
+        self.channels = channels
+        self.rd_channels = rd_channels
+        self.squeeze = squeeze
+        self.fc1 = nn.Conv2d(channels, rd_channels, 1, bias=bias)
+        self.act = act_layer(inplace=True) if act_layer is nn.ReLU else act_layer()
+        self.fc2 = nn.Conv2d(rd_channels, channels, 1, bias=bias)
+        self.gate = make_gate(gate)
+
+    def _squeeze(self, x: torch.Tensor) -> torch.Tensor:
+        if self.squeeze == "avg":
+            # A plain mean (not adaptive pooling): exports to ONNX ReduceMean and keeps channels_last.
+            return x.mean((2, 3), keepdim=True)
+        if self.squeeze == "max":
+            return x.amax((2, 3), keepdim=True)
+        return x
+
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
+        """Return s = sigma(W2 . delta(W1 . F_sq(U))) in float32, shape (N, C, 1, 1) (or (N, C, H, W) for NoSqueeze)."""
+        check_channels(self, x)
+        s = self.fc2(self.act(self.fc1(self._squeeze(x))))
+        return self.gate(s.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.excitation(x).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, rd_channels={self.rd_channels}, squeeze={self.squeeze!r}"

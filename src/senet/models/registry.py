@@ -1,0 +1,80 @@
+"""A strict model registry: names map to builder functions; every built model remembers how it was built.
+
+``create_model`` stores ``{"name": ..., "kwargs": ...}`` on the model as ``model.senet_config`` so checkpoints and
+exports can rebuild it from the file alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from typing import Any, Callable
+
+from torch import nn
+
+from senet.errors import ConfigError
+
+__all__ = ["register_model", "create_model", "list_models", "get_model_builder", "model_config", "default_input_size"]
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Decorator: register ``fn`` under its ``__name__``. Registering a name twice raises ``ValueError``."""
+    name = fn.__name__
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered (by {_REGISTRY[name].__module__})")
+    _REGISTRY[name] = fn
+    return fn
+
+
+def _ensure_loaded() -> None:
+    # Model modules register themselves on import; importing the package imports them all.
+    import senet.models  # noqa: F401
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted registered names, optionally filtered by a shell-style ``pattern`` such as ``"se_*"``."""
+    _ensure_loaded()
+    names = sorted(_REGISTRY)
+    return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+
+def get_model_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder registered as ``name``; an unknown name raises ``ValueError`` listing close matches."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `senet models` lists them"
+        raise ConfigError(f"unknown model {name!r}{hint}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model. Unknown keyword arguments raise ``ValueError`` naming the accepted ones."""
+    builder = get_model_builder(name)
+    sig = inspect.signature(builder)
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        unknown = [k for k in kwargs if k not in sig.parameters]
+        if unknown:
+            raise ConfigError(
+                f"model {name!r} does not take argument(s) {', '.join(unknown)}; "
+                f"it accepts {', '.join(sig.parameters) or 'none'}"
+            )
+    try:
+        model = builder(**kwargs)
+    except TypeError as exc:  # e.g. an unexpected keyword forwarded to a block
+        raise ConfigError(f"model {name!r}: {exc}") from exc
+    model.senet_config = {"name": name, "kwargs": dict(kwargs)}
+    return model
+
+
+def model_config(model: nn.Module) -> dict[str, Any] | None:
+    """``{"name", "kwargs"}`` for a model built by :func:`create_model` (None for anything else)."""
+    return getattr(model, "senet_config", None)
+
+
+def default_input_size(model: nn.Module) -> tuple[int, int, int]:
+    """The (C, H, W) a model is designed for: its ``default_input_size`` attribute, else (3, 224, 224)."""
+    return tuple(getattr(model, "default_input_size", (3, 224, 224)))

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Set-up and entry points behind the README's two commands; needs only Python >= 3.10 and pip (apt optional).
+
+    python3 tasks.py demo    # set up, then train ResNet-20 vs SE-ResNet-20 on Fashion-MNIST and write the report
+    python3 tasks.py test    # set up, then run the whole test suite
+
+Set-up is idempotent: it creates ``.venv/`` in the repository root, installs the package with the extras the tests
+need (re-installing only when ``pyproject.toml`` changes), and installs the Debian package
+``dataset-fashion-mnist`` when apt is available and we may use it (root, or password-less sudo). Elsewhere, put the
+four Fashion-MNIST IDX files in a folder and point ``SENET_DATA`` (or ``--data-dir``) at it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+EXTRAS = "dev,onnx,keras"
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+APT_PACKAGE = "dataset-fashion-mnist"
+
+
+def log(msg: str) -> None:
+    print(f"[tasks] {msg}", flush=True)
+
+
+def run(cmd: list[str], **kw) -> None:
+    log(" ".join(map(str, cmd)))
+    subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_venv() -> None:
+    if not (BIN / "python").exists():
+        log(f"creating virtual environment in {VENV}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    stamp = VENV / ".senet-installed"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + EXTRAS.encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    run([str(BIN / "python"), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[{EXTRAS}]"])
+    stamp.write_text(digest)
+
+
+def ensure_fashion_mnist() -> None:
+    if (FASHION_DIR / "train-images-idx3-ubyte.gz").exists() or os.environ.get("SENET_DATA"):
+        return
+    apt = shutil.which("apt-get")
+    if apt is None:
+        log(f"apt-get not found: put the Fashion-MNIST IDX files in a folder and set SENET_DATA to it")
+        return
+    prefix: list[str] = []
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        if shutil.which("sudo") is None or subprocess.run(["sudo", "-n", "true"]).returncode != 0:
+            log(f"not root and no password-less sudo: run `sudo apt-get install {APT_PACKAGE}` yourself")
+            return
+        prefix = ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        run([*prefix, apt, "install", "-y", "-qq", APT_PACKAGE], env=env, stdout=subprocess.DEVNULL)
+    except subprocess.CalledProcessError:
+        run([*prefix, apt, "update", "-qq"], env=env)
+        run([*prefix, apt, "install", "-y", "-qq", APT_PACKAGE], env=env, stdout=subprocess.DEVNULL)
+
+
+def setup() -> None:
+    ensure_venv()
+    ensure_fashion_mnist()
+
+
+def demo(extra: list[str]) -> int:
+    setup()
+    cmd = [str(BIN / "senet"), "compare", "--models", "resnet20,se_resnet20", "--data", "fashion-mnist",
+           "--config", str(ROOT / "configs" / "demo.yaml"), "--out", str(ROOT / "runs" / "demo"), *extra]
+    log(" ".join(cmd))
+    return subprocess.run(cmd).returncode
+
+
+def test(extra: list[str]) -> int:
+    setup()
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    cmd = [str(BIN / "python"), "-m", "pytest", "-q", *extra]
+    log(" ".join(cmd))
+    return subprocess.run(cmd, cwd=ROOT, env=env).returncode
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("demo", "test", "setup"):
+        print(__doc__)
+        return 2
+    if argv[0] == "setup":
+        setup()
+        return 0
+    return {"demo": demo, "test": test}[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
