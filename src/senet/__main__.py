@@ -1,0 +1,7 @@
+"""``python -m senet``: the same as the ``senet`` console script."""
+
+import sys
+
+from senet.cli import main
+
+sys.exit(main())
