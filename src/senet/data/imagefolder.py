@@ -1,0 +1,185 @@
+"""Your own images: ``PATH/train/<class>/*.jpg`` and ``PATH/val/<class>/*.jpg`` (torchvision ImageFolder layout).
+
+Class names are the folder names of ``PATH/train`` in sorted order; ``PATH/val`` must have the same folders.
+Images are decoded with PIL, converted to RGB and transformed with the ImageNet recipe (train: random-resized
+crop 224 + flip; eval: resize 256 + centre crop 224; ImageNet mean/std).
+
+Unreadable images. Loading scans every file's header (threads, so it is IO-bound, not CPU-bound) and leaves out
+files PIL cannot identify; one warning names the first such file and the count. A file whose header reads but
+whose pixels do not decode (a truncated JPEG) is found only when it is loaded: it is replaced by the next readable
+image, counted in ``dataset.skipped_at_load`` and warned about once per process. ``strict=True`` raises a
+:class:`~senet.errors.SenetError` naming the file instead, in both cases.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from senet.data.bundle import DatasetBundle
+from senet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, imagenet_eval_transform, imagenet_train_transform
+from senet.errors import SenetError
+
+__all__ = ["ImageFolderDataset", "load_imagefolder", "scan_images"]
+
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError)  # PIL's UnidentifiedImageError is an OSError
+
+
+def _open_rgb(path: str):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def _header_error(path: str) -> str | None:
+    """``None`` if PIL can identify ``path`` and verify its structure, else the reason it cannot."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except _DECODE_ERRORS as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def scan_images(samples: list[tuple[str, int]], *, strict: bool, threads: int = 8) -> tuple[list, list]:
+    """Split ``samples`` into readable ones and ``(path, reason)`` pairs for the unreadable (raise if ``strict``)."""
+    from tqdm import tqdm
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        reasons = list(
+            tqdm(
+                pool.map(_header_error, [p for p, _ in samples]),
+                total=len(samples),
+                desc="checking images",
+                unit="img",
+                disable=len(samples) < 5000,
+                leave=False,
+            )
+        )
+    good, bad = [], []
+    for sample, reason in zip(samples, reasons):
+        if reason is None:
+            good.append(sample)
+        elif strict:
+            raise SenetError(f"{sample[0]}: unreadable image ({reason}); remove it, or load without strict")
+        else:
+            bad.append((sample[0], reason))
+    return good, bad
+
+
+class ImageFolderDataset(Dataset):
+    """``(path, class index)`` samples decoded on access; items are ``(transform(image), label)``.
+
+    ``skipped`` lists the ``(path, reason)`` pairs the header scan left out; ``skipped_at_load`` the paths that
+    failed to decode later (in this process).
+    """
+
+    def __init__(
+        self,
+        samples: list[tuple[str, int]],
+        transform: Callable,
+        *,
+        strict: bool = False,
+        skipped: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.samples = list(samples)
+        self.skipped = list(skipped)  # (path, reason) of files left out when the folder was scanned
+        self.targets = [label for _, label in self.samples]
+        self.transform = transform
+        self.strict = strict
+        self.skipped_at_load: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        for attempt in range(len(self.samples)):
+            path, label = self.samples[(index + attempt) % len(self.samples)]
+            try:
+                image = _open_rgb(path)
+            except _DECODE_ERRORS as exc:
+                self._record_failure(path, exc)
+                continue
+            return self.transform(image), label
+        raise SenetError(f"no image in this dataset could be decoded (first: {self.samples[index][0]})")
+
+    def _record_failure(self, path: str, exc: Exception) -> None:
+        if self.strict:
+            raise SenetError(f"{path}: unreadable image ({type(exc).__name__}: {exc}); remove it") from exc
+        if path not in self.skipped_at_load:
+            self.skipped_at_load.append(path)
+            if len(self.skipped_at_load) == 1:
+                warnings.warn(
+                    f"{path}: image does not decode ({exc}); using the next image instead "
+                    f"(later failures are counted in skipped_at_load, not warned)",
+                    stacklevel=3,
+                )
+
+    def subset(self, indices: Sequence[int]) -> ImageFolderDataset:
+        """A dataset of only the samples at ``indices``."""
+        return ImageFolderDataset([self.samples[int(i)] for i in indices], self.transform, strict=self.strict)
+
+    def __repr__(self) -> str:
+        return f"ImageFolderDataset(n={len(self)}, transform={self.transform})"
+
+
+def _list_split(split_dir: Path, class_to_idx: dict[str, int] | None) -> tuple[list[str], list[tuple[str, int]]]:
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    if not split_dir.is_dir():
+        raise SenetError(
+            f"{split_dir} is not a folder; imagefolder:PATH needs PATH/train and PATH/val, "
+            f"each with one subfolder of images per class"
+        )
+    try:
+        classes, found = find_classes(str(split_dir))
+    except FileNotFoundError as exc:
+        raise SenetError(f"{split_dir} has no class subfolders ({exc})") from exc
+    if class_to_idx is not None and classes != list(class_to_idx):
+        missing, extra = sorted(set(class_to_idx) - set(classes)), sorted(set(classes) - set(class_to_idx))
+        raise SenetError(f"{split_dir} must have the same class folders as train: missing {missing}, extra {extra}")
+    samples = make_dataset(str(split_dir), class_to_idx or found, extensions=IMG_EXTENSIONS, allow_empty=True)
+    if not samples:
+        raise SenetError(f"{split_dir} holds no images with extensions {', '.join(IMG_EXTENSIONS)}")
+    return classes, samples
+
+
+def load_imagefolder(path: str, *, augment: bool = True, strict: bool = False, image_size: int = 224) -> DatasetBundle:
+    """Load ``path/train`` and ``path/val`` as a :class:`DatasetBundle` (ImageNet transforms, 3 channels)."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise SenetError(f"imagefolder path {root} is not a folder (expected {root}/train and {root}/val)")
+    classes, train_samples = _list_split(root / "train", None)
+    _, val_samples = _list_split(root / "val", {name: i for i, name in enumerate(classes)})
+    train_good, train_bad = scan_images(train_samples, strict=strict)
+    val_good, val_bad = scan_images(val_samples, strict=strict)
+    bad = train_bad + val_bad
+    if bad:
+        warnings.warn(
+            f"imagefolder {root}: skipped {len(bad)} unreadable image(s) (train {len(train_bad)}, val {len(val_bad)}),"
+            f" first: {bad[0][0]} ({bad[0][1]})",
+            stacklevel=4,
+        )
+    if not train_good or not val_good:
+        raise SenetError(f"imagefolder {root}: no readable images left in {'train' if not train_good else 'val'}")
+    eval_tf = imagenet_eval_transform(image_size, resize=round(image_size * 256 / 224))
+    train_tf = imagenet_train_transform(image_size) if augment else eval_tf
+    return DatasetBundle(
+        name=f"imagefolder:{root}",
+        train=ImageFolderDataset(train_good, train_tf, strict=strict, skipped=train_bad),
+        val=ImageFolderDataset(val_good, eval_tf, strict=strict, skipped=val_bad),
+        num_classes=len(classes),
+        class_names=classes,
+        in_chans=3,
+        image_size=(image_size, image_size),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
