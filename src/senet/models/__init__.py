@@ -1,6 +1,8 @@
 """Model families. Importing this package registers every model (see :mod:`senet.models.registry`)."""
 
 from senet.models import notebook  # noqa: F401  (registers models)
+from senet.models import cifar, resnet  # noqa: F401  (registers models)
+from senet.models import inception, inception_resnet, mobile, shufflenet, vgg  # noqa: F401  (registers models)
 from senet.models.naming import named_se_blocks, se_block_name
 from senet.models.registry import create_model, default_input_size, get_model_builder, list_models, model_config, register_model
 

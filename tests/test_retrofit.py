@@ -1,0 +1,134 @@
+"""add_se: SE retrofitted into torchvision ResNets/VGGs and plain senet ResNets."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from senet import (
+    ConfigError,
+    SqueezeExcite,
+    add_se,
+    create_model,
+    load_model,
+    model_complexity,
+    named_se_blocks,
+    save_model,
+)
+from senet.models.retrofit import ActivationThenAttention
+
+
+def test_torchvision_resnet50_equals_registered_se_resnet50():
+    tv = add_se(torchvision.models.resnet50())
+    ours = create_model("se_resnet50", stride_in_1x1=False)
+    ours.load_state_dict(tv.state_dict())  # strict: identical names and shapes
+    tv.eval(), ours.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(tv(x), ours(x), rtol=0, atol=0)
+
+
+def test_retrofitted_unit_is_se_then_add():
+    tv = add_se(torchvision.models.resnet18(num_classes=3), reduction=4, se_bias=False).eval()
+    unit = tv.layer2[0]
+    assert isinstance(unit.se, SqueezeExcite) and unit.se.fc1.bias is None and unit.se.rd_channels == 32
+    x = torch.randn(1, 64, 8, 8)
+    out = unit.bn2(unit.conv2(unit.relu(unit.bn1(unit.conv1(x)))))
+    expected = torch.relu(unit.se(out) + unit.downsample(x))
+    with torch.no_grad():
+        torch.testing.assert_close(unit(x), expected)
+        unit.se = None  # without its SE the unit is torchvision's again
+        torch.testing.assert_close(unit(x), torch.relu(out + unit.downsample(x)))
+
+
+def test_existing_weights_keep_their_names_and_the_model_pickles():
+    tv = torchvision.models.resnet18(num_classes=3)
+    before = set(tv.state_dict())
+    add_se(tv, se_stages=[4])
+    after = set(tv.state_dict())
+    assert before <= after and {k.split(".se.")[0] for k in after - before} == {"layer3.0", "layer3.1"}
+    assert list(named_se_blocks(tv)) == ["SE_4_1", "SE_4_2"]
+    clone = pickle.loads(pickle.dumps(tv))
+    x = torch.randn(1, 3, 32, 32)
+    tv.eval(), clone.eval()
+    torch.testing.assert_close(clone(x), tv(x))
+
+
+def test_vgg16_bn_gets_se_after_every_conv_relu():
+    with torch.device("meta"):
+        vgg = torchvision.models.vgg16_bn()
+    plain = model_complexity(vgg)
+    add_se(vgg)
+    se = model_complexity(vgg)
+    blocks = named_se_blocks(vgg)
+    assert len(blocks) == 13 and next(iter(blocks)) == "features.2.se"
+    assert round(plain["macs"] / 1e9, 2) == 15.47  # Table 2: VGG-16 15.47 GFLOPs
+    # + SE FCs and one op per element for squeeze and scale (see senet.complexity); the paper prints 15.48
+    assert 0.02 < (se["macs"] - plain["macs"]) / 1e9 < 0.03
+    assert se["params"] - plain["params"] == se["se_params"] > 0
+
+
+def test_small_vgg_without_se_is_unchanged():
+    features = torchvision.models.vgg.make_layers([8, "M", 16], batch_norm=False)
+    with torch.device("meta"):
+        vgg = torchvision.models.VGG(nn.Sequential(), num_classes=5, init_weights=False)
+    vgg.features, vgg.avgpool, vgg.classifier = features, nn.AdaptiveAvgPool2d(1), nn.Linear(16, 5)
+    vgg.eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        reference = vgg(x)
+        add_se(vgg, reduction=2)
+        assert isinstance(vgg.features[1], ActivationThenAttention) and vgg.features[4].se.channels == 16
+        assert not torch.allclose(vgg(x), reference)
+        for m in vgg.features:
+            if isinstance(m, ActivationThenAttention):
+                m.se = None
+        torch.testing.assert_close(vgg(x), reference)
+
+
+def test_plain_senet_resnet_roundtrips_through_save(tmp_path):
+    model = add_se(create_model("resnet20"), reduction=4, se_stages=(3, 4))
+    kwargs = {"attn_layer": "se", "reduction": 4, "se_stages": [3, 4]}
+    assert model.senet_config == {"name": "resnet20", "kwargs": kwargs}
+    assert model.layer1[0].se is None and model.layer2[0].se.rd_channels == 8
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m").eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+@pytest.mark.parametrize(
+    "model, kwargs, message",
+    [
+        (nn.Sequential(nn.Conv2d(3, 8, 3)), {}, "does not support Sequential; it supports torchvision ResNet"),
+        ("tv_resnet18", {"attn_layer": "eca", "reduction": 4}, r"ECA does not take option\(s\) reduction"),
+        ("tv_resnet18", {"se_stages": [6]}, "stages are numbered 2..5"),
+        ("tv_resnet18", {"attn_layer": None}, "needs an attention layer"),
+        ("se_resnet20", {}, "already has attention blocks"),
+        ("resnet20_post", {}, "standard position"),
+    ],
+)
+def test_bad_requests_raise_config_error(model, kwargs, message):
+    if model == "tv_resnet18":
+        with torch.device("meta"):
+            model = torchvision.models.resnet18()
+    elif model == "resnet20_post":
+        model = create_model("resnet20")
+        for m in model.modules():
+            if hasattr(m, "se_position"):
+                m.se_position = "post"
+    elif isinstance(model, str):
+        model = create_model(model)
+    with pytest.raises(ConfigError, match=message):
+        add_se(model, **kwargs)
+
+
+def test_add_se_twice_raises():
+    with torch.device("meta"):
+        model = add_se(torchvision.models.resnet18())
+    with pytest.raises(ConfigError, match="already has SE blocks"):
+        add_se(model)
