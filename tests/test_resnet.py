@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from senet import ConfigError, SqueezeExcite, create_model, list_models, model_complexity
-from senet.models.blocks import BasicBlock, Bottleneck, make_attn_factory
+from senet.layers import make_attn_factory
+from senet.models.blocks import BasicBlock, Bottleneck
 
 IMAGENET = [
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",

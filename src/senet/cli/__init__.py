@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from senet.errors import SenetError
 
 #: Subcommand modules, in the order ``senet --help`` lists them.
-COMMANDS = ("models", "summary", "complexity")
+COMMANDS = ("models", "summary", "complexity", "excite", "convert", "export", "train", "evaluate", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("senet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `senet ... | head`: the reader left; stay quiet like other Unix tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except (SenetError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"senet: error: {message}", file=sys.stderr)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -12,7 +13,10 @@ from senet.errors import ConfigError
 from senet.layers.squeeze_excite import SqueezeExcite
 from senet.layers.variants import ECA, ChannelSpatialSE, EffectiveSE, GatherExcite, SpatialSE
 
-__all__ = ["ATTN_LAYERS", "create_attn", "resolve_attn"]
+__all__ = ["ATTN_LAYERS", "AttnFactory", "create_attn", "make_attn_factory", "resolve_attn"]
+
+#: Builds the attention module for a number of channels (None: no attention). Model builders take one of these.
+AttnFactory = Callable[[int], "nn.Module | None"]
 
 #: Names accepted by :func:`create_attn`.
 ATTN_LAYERS: dict[str, type[nn.Module]] = {
@@ -60,3 +64,38 @@ def create_attn(attn: str | Callable[..., nn.Module] | None, channels: int, **kw
                 f"{factory.__name__} does not take option(s) {', '.join(unknown)}; it accepts {', '.join(accepted)}"
             )
     return factory(channels, **kwargs)
+
+
+def make_attn_factory(
+    attn_layer: str | Callable[..., nn.Module] | None,
+    *,
+    reduction: float | None = None,
+    squeeze: str | None = None,
+    gate: str | Callable[[], nn.Module] | None = None,
+    se_bias: bool | None = None,
+    attn_kwargs: dict[str, Any] | None = None,
+) -> AttnFactory | None:
+    """A ``channels -> module`` factory for ``attn_layer``, the one every model family uses (None: no attention).
+
+    ``reduction`` (r), ``squeeze`` (F_sq), ``gate`` (sigma) and ``se_bias`` (biases on W1, W2) are SqueezeExcite's
+    options. Only the ones set (not None) are passed on, with ``attn_kwargs``, so the layer's own defaults apply
+    otherwise and a layer that does not take one (ECA has no ``reduction``) raises a ConfigError naming it - checked
+    here, once, before any block is built. Options given while ``attn_layer`` is None are refused too: they would
+    otherwise be parsed and silently ignored.
+    """
+    given = {"reduction": reduction, "squeeze": squeeze, "gate": gate, "bias": se_bias}
+    opts = {k: v for k, v in given.items() if v is not None}
+    opts.update(attn_kwargs or {})
+    factory = resolve_attn(attn_layer)
+    if factory is None:
+        if opts:
+            names = ", ".join("se_bias" if k == "bias" else k for k in opts)
+            raise ConfigError(f"{names} only take(s) effect with an attention layer, but attn_layer is None; "
+                              "set attn_layer='se' (or use the se_* model)")
+        return None
+    create_attn(factory, 64, **opts)  # fail now, naming any option the layer does not take
+
+    def build(channels: int) -> nn.Module | None:
+        return create_attn(factory, channels, **opts)
+
+    return build

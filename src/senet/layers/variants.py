@@ -14,7 +14,7 @@ from torch import nn
 from senet.errors import ConfigError
 from senet.layers.squeeze_excite import AttentionBlock, SqueezeExcite, check_channels, make_gate
 
-__all__ = ["SpatialSE", "ChannelSpatialSE", "ECA", "EffectiveSE", "GatherExcite"]
+__all__ = ["ECA", "ChannelSpatialSE", "EffectiveSE", "GatherExcite", "SpatialSE"]
 
 
 def _check_positive(name: str, value: int) -> None:

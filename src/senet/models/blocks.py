@@ -23,33 +23,25 @@ gate submodule (``se.gate``) runs on both paths. Both paths give the same output
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 from torch import nn
 
 from senet.errors import ConfigError
-from senet.layers import SqueezeExcite, create_attn, resolve_attn
+from senet.layers import AttnFactory, SqueezeExcite
 
 __all__ = [
     "SE_POSITIONS",
-    "AttnFactory",
     "BasicBlock",
     "Bottleneck",
     "ResidualUnit",
     "conv1x1",
     "conv3x3",
-    "make_attn_factory",
     "projection_shortcut",
     "scale_and_add",
 ]
 
 #: Where a unit may carry its attention module (see the module docstring).
 SE_POSITIONS = ("standard", "pre", "post", "identity", "after_3x3")
-
-#: Builds the attention module for a number of channels (or returns None for no attention).
-AttnFactory = Callable[[int], nn.Module | None]
 
 
 def projection_shortcut(
@@ -58,35 +50,6 @@ def projection_shortcut(
     """The shortcut projection: 1x1 conv + BN, or SENet-154's 3x3 stride-2 conv + BN (no BN when pre-activated)."""
     conv = conv3x3(in_ch, out_ch, stride) if kernel_size == 3 and stride != 1 else conv1x1(in_ch, out_ch, stride)
     return nn.Sequential(conv) if preact else nn.Sequential(conv, nn.BatchNorm2d(out_ch))
-
-
-def make_attn_factory(
-    attn_layer: str | Callable[..., nn.Module] | None,
-    *,
-    reduction: float | None = None,
-    squeeze: str | None = None,
-    gate: str | Callable[[], nn.Module] | None = None,
-    se_bias: bool | None = None,
-    attn_kwargs: dict[str, Any] | None = None,
-) -> AttnFactory | None:
-    """A ``channels -> module`` factory for ``attn_layer`` (None for no attention).
-
-    ``reduction`` (r), ``squeeze`` (F_sq), ``gate`` (sigma) and ``se_bias`` are SqueezeExcite's options; only the
-    ones set (not None) are passed on, with ``attn_kwargs``, so a layer that does not take one (ECA has no
-    ``reduction``) raises a ConfigError naming it - checked here, once, before any unit is built.
-    """
-    factory = resolve_attn(attn_layer)
-    if factory is None:
-        return None
-    se_opts = {"reduction": reduction, "squeeze": squeeze, "gate": gate, "bias": se_bias}
-    opts = {k: v for k, v in se_opts.items() if v is not None}
-    opts.update(attn_kwargs or {})
-    create_attn(factory, 64, **opts)  # fail now, naming any option the layer does not take
-
-    def build(channels: int) -> nn.Module | None:
-        return create_attn(factory, channels, **opts)
-
-    return build
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:

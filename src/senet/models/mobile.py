@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from senet.errors import ConfigError
-from senet.models.inception import AttnFactory, ClassifierNet, ConvBnAct, attention_factory, init_conv_bn
+from senet.layers import AttnFactory, make_attn_factory
+from senet.models.common import ClassifierNet, ConvBnAct, init_conv_bn
 from senet.models.registry import register_model
 
 __all__ = ["MOBILENET_V1_BLOCKS", "DepthwiseSeparable", "MobileNetV1", "mobilenet_v1", "se_mobilenet_v1"]
@@ -57,7 +58,7 @@ class MobileNetV1(ClassifierNet):
         super().__init__()
         if not isinstance(width_mult, (int, float)) or isinstance(width_mult, bool) or width_mult <= 0:
             raise ConfigError(f"width_mult must be a positive number such as 1.0, 0.75, 0.5, got {width_mult!r}")
-        factory = attention_factory(attn_layer, reduction=reduction, squeeze=squeeze, gate=gate, se_bias=se_bias,
+        factory = make_attn_factory(attn_layer, reduction=reduction, squeeze=squeeze, gate=gate, se_bias=se_bias,
                                     attn_kwargs=attn_kwargs)
         self.in_chans = self.check_in_chans(in_chans)
         self.default_input_size = (in_chans, 224, 224)

@@ -15,7 +15,7 @@ from torch import nn
 from senet.layers import SqueezeExcite
 from senet.models.registry import register_model
 
-__all__ = ["NotebookNet", "notebook_simple", "notebook_se_residual"]
+__all__ = ["NotebookNet", "notebook_se_residual", "notebook_simple"]
 
 
 class NotebookNet(nn.Module):

@@ -9,13 +9,14 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
 from senet.errors import ConfigError
 
-__all__ = ["register_model", "create_model", "list_models", "get_model_builder", "model_config", "default_input_size"]
+__all__ = ["create_model", "default_input_size", "get_model_builder", "list_models", "model_config", "register_model"]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 

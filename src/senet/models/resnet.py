@@ -21,14 +21,13 @@ import torch
 from torch import nn
 
 from senet.errors import ConfigError
-from senet.layers import resolve_attn
+from senet.layers import make_attn_factory, resolve_attn
 from senet.models.blocks import (
     SE_POSITIONS,
     BasicBlock,
     Bottleneck,
     ResidualUnit,
     conv3x3,
-    make_attn_factory,
     projection_shortcut,
 )
 from senet.models.registry import register_model
@@ -256,15 +255,11 @@ def _check_choices(**checks: tuple[str, Sequence[str]]) -> None:
 
 
 def _attn_factory(attn_layer, se_position: str, se_opts: dict[str, Any], attn_kwargs: dict[str, Any] | None):
-    """``make_attn_factory``, refusing SE options (or a non-standard position) when there is no attention layer."""
-    if resolve_attn(attn_layer) is not None:
-        return make_attn_factory(attn_layer, **se_opts, attn_kwargs=attn_kwargs)
-    given = [k for k, v in se_opts.items() if v is not None] + list(attn_kwargs or {})
-    given += ["se_position"] if se_position != "standard" else []
-    if given:
-        raise ConfigError(f"{', '.join(given)} only take(s) effect with an attention layer, but attn_layer is None; "
-                          "set attn_layer='se' (or use the se_* model)")
-    return None
+    """``make_attn_factory``, also refusing a non-standard ``se_position`` when there is no attention layer."""
+    if resolve_attn(attn_layer) is None and se_position != "standard":
+        raise ConfigError(f"se_position={se_position!r} only takes effect with an attention layer, but attn_layer is "
+                          "None; set attn_layer='se' (or use the se_* model)")
+    return make_attn_factory(attn_layer, **se_opts, attn_kwargs=attn_kwargs)
 
 
 def check_se_stages(se_stages: Sequence[int] | None, stages: int, has_attn: bool) -> set[int]:

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from senet.errors import ConfigError
-from senet.models.blocks import AttnFactory, ResidualUnit, make_attn_factory, scale_and_add
+from senet.layers import AttnFactory, make_attn_factory
+from senet.models.blocks import ResidualUnit, scale_and_add
 from senet.models.resnet import check_se_stages
 
 __all__ = ["ActivationThenAttention", "add_se"]

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from senet.errors import ConfigError
-from senet.models.inception import AttnFactory, ClassifierNet, ConvBnAct, attention_factory, init_conv_bn
+from senet.layers import AttnFactory, make_attn_factory
+from senet.models.common import ClassifierNet, ConvBnAct, init_conv_bn
 from senet.models.registry import register_model
 
 __all__ = [
@@ -88,7 +89,7 @@ class ShuffleNetV1(ClassifierNet):
         if groups not in SHUFFLENET_V1_WIDTHS:
             raise ConfigError(f"ShuffleNet groups must be one of {', '.join(map(str, SHUFFLENET_V1_WIDTHS))}, "
                               f"got {groups!r}")
-        factory = attention_factory(attn_layer, reduction=reduction, squeeze=squeeze, gate=gate, se_bias=se_bias,
+        factory = make_attn_factory(attn_layer, reduction=reduction, squeeze=squeeze, gate=gate, se_bias=se_bias,
                                     attn_kwargs=attn_kwargs)
         self.in_chans = self.check_in_chans(in_chans)
         self.default_input_size = (in_chans, 224, 224)

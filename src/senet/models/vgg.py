@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from senet.models.inception import AttnFactory, ClassifierNet, attention_factory, init_conv_bn
+from senet.layers import AttnFactory, make_attn_factory
+from senet.models.common import ClassifierNet, init_conv_bn
 from senet.models.registry import register_model
 
 __all__ = ["VGG", "VGG16_STAGES", "ConvUnit", "se_vgg16_bn", "vgg16_bn"]
@@ -55,7 +56,7 @@ class VGG(ClassifierNet):
                  squeeze: str | None = None, gate: str | None = None, se_bias: bool | None = None,
                  attn_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
-        factory = attention_factory(attn_layer, reduction=reduction, squeeze=squeeze, gate=gate, se_bias=se_bias,
+        factory = make_attn_factory(attn_layer, reduction=reduction, squeeze=squeeze, gate=gate, se_bias=se_bias,
                                     attn_kwargs=attn_kwargs)
         self.in_chans = self.check_in_chans(in_chans)
         self.default_input_size = (in_chans, 224, 224)
