@@ -182,6 +182,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for code-running pickles, RuntimeError for truncated zips, ...
+        import pickle
+        import re
+
+        if isinstance(exc, pickle.UnpicklingError):
+            found = re.search(r"Unsupported (global: GLOBAL [\w.]+|operand \d+)", str(exc))
+            raise SenetError(
+                f"refusing to load {path}: not a plain tensor file - it is a pickle that asks to call or build "
+                f"Python objects ({found.group(0) if found else 'not tensors'}); nothing in it was run. Only plain "
+                f"state dicts load (torch.load weights_only=True); prefer .safetensors") from exc
         raise SenetError(f"refusing to load {path}: not a plain tensor file ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
     for key in ("state_dict", "model", "model_state_dict"):

@@ -1,0 +1,35 @@
+"""``senet convert SRC --from timm|caffe-port [--model NAME] --out PATH``: a peer's weights -> a senet model file."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert", help="convert timm or Caffe-port (pretrainedmodels, timm legacy_se*) weights into a senet model",
+        description="Rename a peer's state dict onto a senet model with the matching stride placement and pooling, "
+                    "load it strictly (missing/unexpected keys and shape mismatches are listed) and save it so "
+                    "`senet.load_model` rebuilds it. .pth/.bin files are read with torch.load(weights_only=True): "
+                    "pickles that would run code are refused.",
+    )
+    p.add_argument("src", help="weights file: .safetensors, or .pth/.pt/.bin holding a state dict")
+    p.add_argument("--from", dest="source", required=True, choices=("timm", "caffe-port"),
+                   help="layout of SRC: timm (seresnet*, seresnext*) or caffe-port (layer0.*, se_module, last_linear)")
+    p.add_argument("--model", default=None,
+                   help="target model, ours (se_resnet50) or the peer's name (seresnet50, legacy_seresnet50); "
+                        "default: inferred from the tensor names and shapes")
+    p.add_argument("--out", required=True,
+                   help="FILE.safetensors (one file, architecture in its metadata) or a folder "
+                        "(model.safetensors + config.json)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from senet.interop.convert import convert_weights, save_converted
+
+    model, report = convert_weights(args.src, source=args.source, model=args.model)
+    path = save_converted(model, args.out, report)
+    print(report)
+    print(f"wrote {path}  (load it with senet.load_model({str(path)!r}))")
+    return 0

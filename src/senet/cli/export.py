@@ -1,0 +1,35 @@
+"""``senet export DIR --format onnx|torchscript --out FILE``: a saved model -> a deployment file, checked."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="export a saved model to ONNX or TorchScript and check it against PyTorch",
+        description="Export a model saved by senet (a folder, or a .safetensors file naming its architecture). "
+                    "Global pooling is exported as a plain mean (ONNX ReduceMean). The written file is run on a "
+                    "random input and compared with PyTorch (ONNX: with onnxruntime, when installed).",
+    )
+    p.add_argument("model", metavar="DIR", help="saved model: folder with model.safetensors + config.json, or file")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="output format (default onnx)")
+    p.add_argument("--out", required=True, help="output file (.onnx, or .pt for TorchScript)")
+    p.add_argument("--dynamic-batch", action="store_true", help="leave the batch dimension free (checked at 1 and 3)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset version (default 18)")
+    p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"),
+                   help="example input size without batch (default: the model's own)")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest |difference| to PyTorch accepted (default 1e-4)")
+    p.add_argument("--no-verify", action="store_true", help="skip running the exported file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from senet.interop.export import export_model
+
+    result = export_model(
+        args.model, args.out, format=args.format, input_size=args.input_size, dynamic_batch=args.dynamic_batch,
+        opset=args.opset, verify=not args.no_verify, atol=args.atol,
+    )
+    print(result)
+    return 0
