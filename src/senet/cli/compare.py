@@ -1,0 +1,38 @@
+"""``senet compare --models A,B --data NAME``: train several models with one recipe and seeds; report and curves."""
+
+from __future__ import annotations
+
+import argparse
+
+from senet.cli.train import add_recipe_args, recipe_from_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="train several models with the same recipe and seeds; report and curves",
+                       description="Example (the main job): senet compare --config configs/demo.yaml "
+                                   "--out runs/demo. Writes OUT/report.md, OUT/curves.png, OUT/summary.json and a "
+                                   "run folder OUT/<model>/seed<k> per run.")
+    p.add_argument("--models", help="comma-separated model names, e.g. resnet20,se_resnet20")
+    p.add_argument("--seeds", type=int, help="number of seeds per model (default 1)")
+    p.add_argument("--out", metavar="DIR", help="comparison folder (default runs/compare)")
+    add_recipe_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from senet.train import compare
+    from senet.train.comparison import ModelSummary
+    from senet.train.report import format_table
+
+    values, extra = recipe_from_args(args, extra_keys=("models", "seeds"))
+    out = values.pop("out", None) or "runs/compare"
+    models = args.models if args.models is not None else extra.get("models")
+    seeds = args.seeds if args.seeds is not None else extra.get("seeds", 1)
+    if models is None:
+        raise ValueError("no models to compare: pass --models NAME,NAME or put `models:` in the --config file")
+    summary = compare(models, values, seeds=seeds, out=out)
+    fields = ModelSummary.__dataclass_fields__
+    rows = [ModelSummary(**{k: v for k, v in m.items() if k in fields}) for m in summary["models"]]
+    print(format_table(rows))
+    print(f"report: {summary['report_md']}; curves: {summary['curves_png']}")
+    return 0

@@ -1,0 +1,41 @@
+"""``senet evaluate DIR``: top-1, top-5, loss, per-class accuracy and a confusion-matrix PNG of a saved model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="accuracy, loss, per-class accuracy and confusion matrix of a saved model",
+                       description="Evaluate a model folder (written by `senet train` or save_model) on the "
+                                   "validation/test split. Files go to DIR/eval_<data>/ (metrics.json, confusion.png).")
+    p.add_argument("model", metavar="DIR", help="model folder, model.safetensors or config.json")
+    p.add_argument("--data", help="dataset name (default: the one the model was trained on)")
+    p.add_argument("--data-dir", help="folder holding the dataset files")
+    p.add_argument("--download", action="store_true", help="fetch the dataset if it is missing")
+    p.add_argument("--val-subset", type=int, metavar="N", help="evaluate on a fixed random N images")
+    p.add_argument("--batch-size", type=int, default=256, help="batch size (default 256)")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes (default 0)")
+    p.add_argument("--out", metavar="DIR", help="where to write metrics.json and confusion.png")
+    p.add_argument("--json", action="store_true", help="print a JSON object (top1, top5, loss, per_class, ...)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from senet.train import evaluate
+
+    result = evaluate(args.model, args.data, data_dir=args.data_dir, download=args.download,
+                      val_subset=args.val_subset, batch_size=args.batch_size, workers=args.workers, out=args.out,
+                      progress=not args.json)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "confusion"}))
+        return 0
+    print(f"{result['model']} on {result['data']} ({result['count']} images)")
+    print(f"top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  loss {result['loss']:.4f}")
+    width = max((len(name) for name in result["per_class"]), default=5)
+    print("per-class accuracy:")
+    for name, acc in result["per_class"].items():
+        print(f"  {name:<{width}}  {'n/a' if acc is None else f'{acc:.4f}'}")
+    print(f"confusion matrix: {result['confusion_png']}; metrics: {result['metrics_json']}")
+    return 0

@@ -1,0 +1,85 @@
+"""``senet train``: train one model on one dataset into a run folder (see :mod:`senet.train`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from senet.cli._common import add_model_args, parse_model_args
+
+
+def add_recipe_args(p: argparse.ArgumentParser) -> None:
+    """The options shared by ``senet train`` and ``senet compare``; every default is None = "not given"."""
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="fashion-mnist, mnist, cifar10, cifar100, imagefolder:PATH or synthetic[:opts]")
+    g.add_argument("--data-dir", help="folder holding the dataset files (default: $SENET_DATA, system paths)")
+    g.add_argument("--download", action="store_true", default=None, help="fetch the dataset if it is missing")
+    g.add_argument("--train-subset", type=int, metavar="N", help="train on a fixed random N images")
+    g.add_argument("--val-subset", type=int, metavar="N", help="validate on a fixed random N images")
+    g.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no train augmentation")
+    g.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
+    g = p.add_argument_group("optimisation (defaults follow the paper: SGD, momentum 0.9, weight decay 1e-4)")
+    g.add_argument("--epochs", type=int, help="epochs (default 30)")
+    g.add_argument("--batch-size", type=int, help="global batch size, split over processes (default 128)")
+    g.add_argument("--lr", type=float, help="peak learning rate (default 0.1)")
+    g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    g.add_argument("--weight-decay", type=float, help="L2 weight decay (default 1e-4)")
+    g.add_argument("--schedule", choices=("step", "cosine", "onecycle"),
+                   help="step: lr/10 at 50%% and 75%% of the epochs (or --milestones); cosine; onecycle (default step)")
+    g.add_argument("--milestones", type=int, nargs="+", metavar="EPOCH",
+                   help="epochs after which the step schedule divides the lr by 10")
+    g.add_argument("--warmup", type=float, metavar="EPOCHS", help="linear lr warmup, in epochs (default 0)")
+    g.add_argument("--label-smoothing", type=float, help="label smoothing of the loss (default 0)")
+    g.add_argument("--seed", type=int, help="seed for weights, data order and augmentation (default 0)")
+    g = p.add_argument_group("hardware")
+    g.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"), help="numeric precision (default 32)")
+    g.add_argument("--accelerator", help="cpu, cuda, mps or auto (default auto)")
+    g.add_argument("--devices", type=int, help="devices (processes) per node (default 1)")
+    g.add_argument("--strategy", help="auto, ddp, ddp_spawn, fsdp ... (Lightning Fabric strategies; default auto)")
+    g.add_argument("--num-nodes", type=int, help="machines (default 1)")
+    g.add_argument("--channels-last", action="store_true", default=None, help="channels-last memory format")
+    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+    g = p.add_argument_group("run folder")
+    g.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of these options (flags override it)")
+    g.add_argument("--resume", action="store_true", default=None, help="continue the run already in --out")
+    g.add_argument("--overwrite", action="store_true", default=None, help="replace a run already in --out")
+
+
+_NOT_RECIPE = {"command", "func", "config", "model_arg", "models", "seeds", "model"}
+
+
+def recipe_from_args(args: argparse.Namespace, extra_keys: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict]:
+    """(training options, extra file keys): the --config file's values, then every flag actually given."""
+    from senet.train.config import load_config_file
+
+    values, extra = load_config_file(args.config, extra_keys=extra_keys) if args.config else ({}, {})
+    for key, value in vars(args).items():
+        if key not in _NOT_RECIPE and value is not None:
+            values[key] = value
+    if getattr(args, "model_arg", None):
+        values["model_args"] = {**values.get("model_args", {}), **parse_model_args(args.model_arg)}
+    return values, extra
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model on a dataset (Lightning Fabric; CPU, GPUs, nodes)",
+                       description="Train one model; writes DIR/model.safetensors, config.json, metrics.csv, best/, "
+                                   "and a resume state. Example: senet train --model se_resnet20 "
+                                   "--data fashion-mnist --epochs 10 --out runs/se20")
+    p.add_argument("--model", help="registered model name (see `senet models`)")
+    add_model_args(p)
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<model>_<data>)")
+    add_recipe_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from senet.train import train
+
+    values, _ = recipe_from_args(args)
+    if args.model is not None:
+        values["model"] = args.model
+    result = train(values)
+    print(f"best val top-1 {result.best_top1:.4f} at epoch {result.best_epoch}; run folder: {result.out}")
+    return 0

@@ -1,0 +1,126 @@
+"""``senet.train.compare``: several models, one recipe, several seeds - the paper's claim at a scale you can run.
+
+Each (model, seed) pair is an ordinary run folder ``OUT/<model>/seed<k>`` (so ``senet evaluate`` works on it),
+trained sequentially in this process. The summary goes to ``OUT/report.md``, ``OUT/summary.json`` and
+``OUT/curves.png`` (validation top-1 and training loss per epoch, one line per model: the mean over seeds, with a
+min..max band).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from senet.errors import ConfigError, SenetError
+from senet.train.config import TrainConfig, make_config
+from senet.train.state import RUN_FILE, folder_holds_run
+
+__all__ = ["ModelSummary", "compare"]
+
+
+@dataclass
+class ModelSummary:
+    """One row of the comparison table."""
+
+    model: str
+    params: int
+    se_params: int
+    macs: int
+    train_time: float  # mean seconds per run (all epochs, training and validation)
+    images_per_s: float  # mean training throughput
+    top1: list[float]  # final-epoch validation top-1 of each seed
+    top5: list[float]
+    runs: list[str]
+
+    @property
+    def top1_mean(self) -> float:
+        return statistics.fmean(self.top1)
+
+    @property
+    def top1_std(self) -> float:
+        return statistics.stdev(self.top1) if len(self.top1) > 1 else 0.0
+
+
+def _parse_models(models: str | list[str] | tuple[str, ...]) -> list[str]:
+    names = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if str(m).strip()]
+    if not names:
+        raise ConfigError("no models to compare: pass --models NAME,NAME (e.g. resnet20,se_resnet20)")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--models lists a model twice: {', '.join(names)}")
+    return names
+
+
+def compare(
+    models: str | list[str],
+    recipe: TrainConfig | dict[str, Any],
+    *,
+    seeds: int = 1,
+    out: str | Path = "runs/compare",
+) -> dict[str, Any]:
+    """Train every model in ``models`` with ``recipe`` for seeds ``recipe.seed .. recipe.seed + seeds - 1``.
+
+    ``recipe`` holds the training options (data, epochs, lr, ...; not ``model``/``out``). With ``resume`` set,
+    finished runs are kept and unfinished ones continue; with ``overwrite`` every run starts afresh; with neither,
+    an ``out`` that already holds runs is refused. Returns the summary written to ``OUT/summary.json``.
+    """
+    from senet.complexity import model_complexity
+    from senet.io import atomic_write_json, read_config
+    from senet.models import create_model, get_model_builder
+    from senet.train.api import train
+    from senet.train.plots import plot_curves
+    from senet.train.report import write_report
+
+    names = _parse_models(models)
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise ConfigError(f"seeds must be an integer >= 1, got {seeds!r}")
+    base = recipe if isinstance(recipe, TrainConfig) else make_config(dict(recipe))
+    if base.model:
+        raise ConfigError("compare takes --models, not a single model in the recipe")
+    out = Path(out)
+    plans: list[tuple[str, int, TrainConfig]] = []
+    for name in names:
+        get_model_builder(name)  # unknown names fail here, before any training
+        for k in range(seeds):
+            run_dir = out / name / f"seed{base.seed + k}"
+            resume = base.resume and (run_dir / RUN_FILE).exists()
+            cfg = make_config({"model": name, "seed": base.seed + k, "out": str(run_dir), "resume": resume},
+                              base=base)
+            cfg.validate()
+            if not resume and not base.overwrite and folder_holds_run(run_dir):
+                raise SenetError(f"{run_dir} already holds a run: pass --resume to continue the comparison or "
+                                 f"--overwrite to start it again")
+            plans.append((name, base.seed + k, cfg))
+    results: dict[str, list] = {name: [] for name in names}
+    for i, (name, seed, cfg) in enumerate(plans, 1):
+        print(f"[{i}/{len(plans)}] {name} seed {seed} -> {cfg.out_dir}", flush=True)
+        results[name].append(train(cfg))
+
+    dataset = read_config(results[names[0]][0].out)["dataset"]
+    input_size = (int(dataset["in_chans"]), *_hw(dataset["image_size"]))
+    rows = []
+    for name in names:
+        runs = results[name]
+        stats = model_complexity(create_model(name, **runs[0].model_kwargs), input_size)
+        rows.append(ModelSummary(
+            model=name, params=stats["params"], se_params=stats["se_params"], macs=stats["macs"],
+            train_time=statistics.fmean(r.train_time for r in runs),
+            images_per_s=statistics.fmean(r.images_per_s for r in runs),
+            top1=[r.final["val_top1"] for r in runs], top5=[r.final["val_top5"] for r in runs],
+            runs=[str(r.out) for r in runs]))
+    curves_png = plot_curves({name: [r.history for r in results[name]] for name in names}, out / "curves.png",
+                             title=f"{base.data}: {', '.join(names)} ({base.epochs} epochs, {seeds} seed(s))")
+    summary = {
+        "data": base.data, "input_size": list(input_size), "epochs": base.epochs, "seeds": seeds,
+        "recipe": {k: v for k, v in base.recipe().items() if k != "model"},
+        "models": [{**row.__dict__, "top1_mean": row.top1_mean, "top1_std": row.top1_std} for row in rows],
+        "curves_png": str(curves_png), "report_md": str(out / "report.md"),
+    }
+    atomic_write_json(out / "summary.json", summary)
+    write_report(out / "report.md", summary, rows)
+    return summary
+
+
+def _hw(size: Any) -> tuple[int, int]:
+    return (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size), int(size))

@@ -1,0 +1,85 @@
+"""``senet.train.evaluate``: accuracy, loss, per-class accuracy and a confusion matrix of a saved model.
+
+The model is rebuilt from its folder alone (:func:`senet.io.load_model`). The report goes to
+``<run folder>/eval_<dataset>/``: ``metrics.json`` and ``confusion.png`` (rows: true class, columns: predicted).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from senet.errors import SenetError
+
+__all__ = ["default_eval_dir", "evaluate"]
+
+
+def _model_folder(path: Path) -> Path:
+    return path if path.is_dir() else path.parent
+
+
+def default_eval_dir(model_path: str | Path, data: str) -> Path:
+    """Where :func:`evaluate` writes its files unless told otherwise: ``<folder>/eval_<dataset>``."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", data).strip("_") or "data"
+    return _model_folder(Path(model_path)) / f"eval_{slug}"
+
+
+def evaluate(
+    model_path: str | Path,
+    data: str | None = None,
+    *,
+    data_dir: str | None = None,
+    download: bool = False,
+    val_subset: int | None = None,
+    batch_size: int = 256,
+    workers: int = 0,
+    out: str | Path | None = None,
+    progress: bool = False,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate the model saved at ``model_path`` on the validation (test) split of ``data``.
+
+    ``data`` defaults to the dataset the model was trained on (from its ``config.json``); ``device`` to CUDA when
+    available. Returns a dict with
+    ``top1``, ``top5``, ``loss`` (mean cross-entropy), ``count``, ``per_class`` (class name -> accuracy, as fractions),
+    ``confusion`` (rows: true, columns: predicted) and the paths of ``metrics.json`` and ``confusion.png``.
+    """
+    from senet.data import load_dataset, make_loader
+    from senet.io import atomic_write_json, load_model, read_config
+    from senet.train.loop import evaluate_loader
+    from senet.train.plots import plot_confusion
+
+    model_path = Path(model_path)
+    doc = read_config(model_path)
+    saved_data = (doc.get("dataset") or {}).get("name")
+    data = data or saved_data
+    if not data:
+        raise SenetError(f"{model_path} does not say which dataset it was trained on: pass --data NAME")
+    import torch
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = load_model(model_path, map_location=device)
+    bundle = load_dataset(data, data_dir=data_dir, download=download, val_subset=val_subset, augment=False)
+    kwargs = doc["model"].get("kwargs", {})
+    for key, have in (("num_classes", bundle.num_classes), ("in_chans", bundle.in_chans)):
+        if key in kwargs and kwargs[key] != have:
+            raise SenetError(f"the model in {model_path} was built for {key}={kwargs[key]} but {data!r} has "
+                             f"{key}={have}: evaluate it on the data it was trained for")
+    loader = make_loader(bundle.val, batch_size, shuffle=False, workers=workers)
+    meter = evaluate_loader(model, loader, bundle.num_classes, device=device, progress=progress,
+                            desc=f"evaluate {data}")
+    summary = meter.summary()
+    names = list(bundle.class_names)
+    out_dir = Path(out) if out is not None else default_eval_dir(model_path, data)
+    result: dict[str, Any] = {
+        "model": str(model_path), "data": data, "count": summary["count"],
+        "top1": summary["top1"], "top5": summary["top5"], "loss": summary["loss"],
+        "per_class": dict(zip(names, meter.per_class_accuracy())),
+        "confusion": meter.confusion.tolist(),
+        "metrics_json": str(out_dir / "metrics.json"), "confusion_png": str(out_dir / "confusion.png"),
+    }
+    title = f"{doc['model']['name']} on {data}: top-1 {summary['top1']:.4f}"
+    plot_confusion(result["confusion"], names, out_dir / "confusion.png", title=title)
+    atomic_write_json(out_dir / "metrics.json", result)
+    return result

@@ -1,0 +1,78 @@
+"""``report.md`` of a comparison: the table of cost and accuracy, per-seed results, and where the files are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from senet.complexity import MACS_CONVENTION
+from senet.io import atomic_write_bytes
+
+__all__ = ["format_table", "write_report"]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def _top1(row: Any) -> str:
+    return f"{_pct(row.top1_mean)} ± {_pct(row.top1_std)}" if len(row.top1) > 1 else _pct(row.top1_mean)
+
+
+def format_table(rows: list[Any]) -> str:
+    """The main markdown table: one line per model."""
+    lines = [
+        ("| model | params | SE params | multiply-adds | train time / run | images/s | top-1 % (mean ± std) "
+         "| top-5 % |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        top5 = sum(r.top5) / len(r.top5)
+        lines.append(f"| {r.model} | {r.params:,} | {r.se_params:,} | {r.macs / 1e6:.2f} M | {r.train_time:.0f} s "
+                     f"| {r.images_per_s:.0f} | {_top1(r)} | {_pct(top5)} |")
+    return "\n".join(lines)
+
+
+def write_report(path: str | Path, summary: dict[str, Any], rows: list[Any]) -> Path:
+    """Write the comparison report as markdown next to ``curves.png``."""
+    path = Path(path)
+    recipe = summary["recipe"]
+    seeds = summary["seeds"]
+    c, h, w = summary["input_size"]
+    parts = [
+        f"# {', '.join(r.model for r in rows)} on {summary['data']}",
+        "",
+        (f"Same recipe and seeds for every model: {summary['epochs']} epochs, batch {recipe['batch_size']}, "
+         f"SGD lr {recipe['lr']} (momentum {recipe['momentum']}, weight decay {recipe['weight_decay']}), "
+         f"{recipe['schedule']} schedule, warmup {recipe['warmup']} epochs, label smoothing "
+         f"{recipe['label_smoothing']}, precision {recipe['precision']}; {seeds} seed(s) from {recipe['seed']}."),
+        "",
+        format_table(rows),
+        "",
+        (f"Top-1/top-5: validation (test) split after the last epoch; ± is the sample standard deviation over "
+         f"seeds ({'n/a for one seed' if seeds == 1 else f'{seeds} seeds'}). Multiply-adds per {c}x{h}x{w} image: "
+         f"{MACS_CONVENTION}. Train time: wall seconds per run including validation; images/s: training "
+         f"throughput, which other work on the machine distorts (`benchmarks/bench_train.py` measures the SE "
+         f"overhead interleaved in one process)."),
+        "",
+    ]
+    if len(rows) >= 2:
+        ref = rows[0]
+        parts.append("Differences against " + ref.model + ":")
+        parts.append("")
+        for r in rows[1:]:
+            extra_params = 100 * (r.params - ref.params) / max(ref.params, 1)
+            speed = 100 * (r.images_per_s / max(ref.images_per_s, 1e-9) - 1)
+            parts.append(f"- {r.model}: top-1 {100 * (r.top1_mean - ref.top1_mean):+.2f} points, parameters "
+                         f"{extra_params:+.1f}%, training throughput {speed:+.1f}%")
+        parts.append("")
+    parts += ["## Per seed", "", "| model | run folder | top-1 % | top-5 % |", "|---|---|---:|---:|"]
+    for r in rows:
+        for run, t1, t5 in zip(r.runs, r.top1, r.top5):
+            shown = Path(run).relative_to(path.parent) if Path(run).is_relative_to(path.parent) else run
+            parts.append(f"| {r.model} | `{shown}` | {_pct(t1)} | {_pct(t5)} |")
+    parts += ["", "## Curves", "", "![validation top-1 and training loss per epoch](curves.png)", "",
+              ("Each run folder is a normal `senet train` folder: `senet evaluate <run>` re-evaluates it "
+               "(confusion matrix, per-class accuracy); `metrics.csv` holds the per-epoch numbers."), ""]
+    atomic_write_bytes(path, "\n".join(parts).encode())
+    return path

@@ -1,0 +1,169 @@
+"""Everything a run writes into its folder, and reading it back for ``--resume``.
+
+Layout of a run folder ``DIR``::
+
+    DIR/run.json          the training config, written before the first step (marks the folder as a run)
+    DIR/train_state.pt    resume state after the last finished epoch (written last, atomically)
+    DIR/model.safetensors + DIR/config.json          the model after the last finished epoch
+    DIR/best/model.safetensors + best/config.json    the model with the best validation top-1 so far
+    DIR/metrics.csv       one row per finished epoch
+
+``train_state.pt`` holds only tensors, numbers, strings, lists, tuples and dicts: model and optimizer state, the
+epoch and global step, the metric history, the best top-1, and every RNG state (Python, NumPy, torch CPU, CUDA
+when present, and the data-order seed/epoch). It is loaded with ``torch.load(weights_only=True)``, so a file that
+would run code is refused. Because it is written after every other file of the epoch, a kill at any moment leaves
+a consistent state: resuming redoes the interrupted epoch from the same RNG states and rewrites the other files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from senet.errors import SenetError
+from senet.io import CONFIG_FILE, WEIGHTS_FILE, atomic_write_bytes, atomic_write_json
+
+__all__ = [
+    "BEST_DIR",
+    "METRICS_FILE",
+    "METRIC_COLUMNS",
+    "RUN_FILE",
+    "STATE_FILE",
+    "capture_rng",
+    "folder_holds_run",
+    "load_train_state",
+    "read_run_file",
+    "remove_run_files",
+    "restore_rng",
+    "save_train_state",
+    "seed_everything",
+    "write_metrics_csv",
+    "write_run_file",
+]
+
+RUN_FILE = "run.json"
+STATE_FILE = "train_state.pt"
+METRICS_FILE = "metrics.csv"
+BEST_DIR = "best"
+STATE_FORMAT = "senet-train-state"
+RUN_FORMAT = "senet-run"
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "lr", "epoch_time",
+                  "images_per_s")
+_RUN_FILES = (RUN_FILE, STATE_FILE, METRICS_FILE, WEIGHTS_FILE, CONFIG_FILE)
+
+
+# ---------------------------------------------------------------------------------------------- RNG
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every global RNG state, in types that ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Put back the states from :func:`capture_rng`."""
+    random.setstate(_as_tuple(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(obj: Any) -> Any:
+    return tuple(_as_tuple(o) for o in obj) if isinstance(obj, (list, tuple)) else obj
+
+
+# ---------------------------------------------------------------------------------------------- state file
+def save_train_state(directory: Path, state: dict[str, Any]) -> None:
+    """Write ``train_state.pt`` atomically (see the module docstring for its contents)."""
+    buffer = io.BytesIO()
+    torch.save({"format": STATE_FORMAT, "version": 1, **state}, buffer)
+    atomic_write_bytes(Path(directory) / STATE_FILE, buffer.getvalue())
+
+
+def load_train_state(directory: Path) -> dict[str, Any]:
+    """Read ``train_state.pt``; anything that is not a plain senet state file raises :class:`SenetError`."""
+    path = Path(directory) / STATE_FILE
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # UnpicklingError (code in the pickle), RuntimeError (truncated), ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise SenetError(f"cannot resume: {path} is corrupt or not a plain senet training state "
+                         f"({type(exc).__name__}: {first})") from exc
+    required = ("epoch", "step", "model", "optimizer", "rng", "history", "best")
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or any(k not in state for k in required):
+        raise SenetError(f"cannot resume: {path} is not a senet training state (written by `senet train`)")
+    return state
+
+
+# ---------------------------------------------------------------------------------------------- run files
+def write_run_file(directory: Path, config: dict[str, Any]) -> None:
+    atomic_write_json(Path(directory) / RUN_FILE, {"format": RUN_FORMAT, "version": 1, "config": config})
+
+
+def read_run_file(directory: Path) -> dict[str, Any]:
+    """The config a run was started with; a foreign or corrupt ``run.json`` raises :class:`SenetError`."""
+    path = Path(directory) / RUN_FILE
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SenetError(f"nothing to resume in {directory}: no {RUN_FILE} (start the run without --resume)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SenetError(f"cannot resume: {path} is not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != RUN_FORMAT or not isinstance(doc.get("config"), dict):
+        raise SenetError(f"cannot resume: {path} is not a senet run file")
+    return doc["config"]
+
+
+def write_metrics_csv(directory: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite ``metrics.csv`` from the full history (atomic, so a kill never leaves half a row)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row[k]) for k in METRIC_COLUMNS})
+    atomic_write_bytes(Path(directory) / METRICS_FILE, text.getvalue().encode())
+
+
+def _fmt(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def folder_holds_run(directory: Path) -> bool:
+    directory = Path(directory)
+    return any((directory / name).exists() for name in _RUN_FILES) or (directory / BEST_DIR).exists()
+
+
+def remove_run_files(directory: Path) -> None:
+    """Delete what ``senet train`` writes (for ``--overwrite``); other files in the folder are left alone."""
+    directory = Path(directory)
+    for name in _RUN_FILES:
+        (directory / name).unlink(missing_ok=True)
+    for sub in (BEST_DIR, "tensorboard"):
+        if (directory / sub).is_dir():
+            shutil.rmtree(directory / sub)

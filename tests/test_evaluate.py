@@ -1,0 +1,49 @@
+"""`senet evaluate DIR`: metrics of a saved run rebuilt from its folder alone, confusion PNG, JSON output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from senet.cli import main
+from senet.errors import SenetError
+from senet.train import evaluate, train
+
+DATA = "synthetic:train=128,val=60"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "run"
+    train({"model": "notebook_simple", "data": DATA, "epochs": 1, "batch_size": 32, "lr": 0.05, "progress": False,
+           "out": str(out)})
+    return out
+
+
+def test_evaluate_matches_the_last_epoch_and_writes_files(run_dir):
+    result = evaluate(run_dir)  # dataset taken from the run's config.json
+    last = json.loads((run_dir / "config.json").read_text())["metrics"]
+    assert result["count"] == 60
+    assert result["top1"] == pytest.approx(last["val_top1"]) and result["loss"] == pytest.approx(last["val_loss"])
+    assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
+    assert len(result["per_class"]) == 10 and sum(map(sum, result["confusion"])) == 60
+    correct = sum(result["confusion"][i][i] for i in range(10))
+    assert correct / 60 == pytest.approx(result["top1"])
+    png = run_dir / "eval_synthetic_train_128_val_60" / "confusion.png"
+    assert result["confusion_png"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((png.parent / "metrics.json").read_text())["top1"] == result["top1"]
+
+
+def test_cli_json_prints_fractions(run_dir, capsys, tmp_path):
+    assert main(["evaluate", str(run_dir / "best"), "--data", DATA, "--json", "--out", str(tmp_path / "e")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {"top1", "top5", "loss", "per_class"} <= doc.keys() and 0 <= doc["top1"] <= 1
+    assert (tmp_path / "e" / "confusion.png").exists()
+
+
+def test_data_that_does_not_fit_the_model_is_refused(run_dir, capsys):
+    with pytest.raises(SenetError, match="num_classes=10"):
+        evaluate(run_dir, "synthetic:classes=4,train=16,val=16")
+    assert main(["evaluate", str(run_dir.parent / "nowhere")]) == 2
+    assert "no such" in capsys.readouterr().err

@@ -1,0 +1,112 @@
+"""Recipe validation, YAML loading, CLI precedence, lr schedules and metric helpers (no training here)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from senet.cli import build_parser
+from senet.cli.train import recipe_from_args
+from senet.errors import ConfigError
+from senet.train.config import TrainConfig, load_config_file, make_config
+from senet.train.metrics import ClassificationMeter, topk_correct
+from senet.train.schedules import lr_factor
+
+
+def _cfg(**kw) -> TrainConfig:
+    return make_config({"model": "notebook_simple", "data": "synthetic", **kw})
+
+
+def test_defaults_follow_the_paper():
+    cfg = _cfg()
+    assert (cfg.momentum, cfg.weight_decay, cfg.schedule, cfg.lr) == (0.9, 1e-4, "step", 0.1)
+    assert _cfg(epochs=100).step_milestones() == [50, 75]
+    assert _cfg(epochs=100, milestones=[30, 60, 90]).step_milestones() == [30, 60, 90]
+    cfg.validate()
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"lr": 0.0}, "lr"), ({"lr": -1.0}, "lr"), ({"batch_size": 0}, "batch_size"), ({"epochs": 0}, "epochs"),
+    ({"schedule": "linear"}, "schedule"), ({"momentum": 1.0}, "momentum"), ({"warmup": 5.0, "epochs": 5}, "warmup"),
+    ({"precision": "8"}, "precision"), ({"devices": 2, "batch_size": 33}, "divide"),
+    ({"milestones": [0]}, "milestones"), ({"resume": True, "overwrite": True}, "exclude"),
+    ({"label_smoothing": 1.0}, "label_smoothing"), ({"train_subset": 0}, "train_subset"),
+])
+def test_invalid_hyperparameters_raise_one_clear_error(bad, words):
+    with pytest.raises(ConfigError, match=words):
+        _cfg(**bad).validate()
+
+
+def test_missing_model_or_data_is_named():
+    with pytest.raises(ConfigError, match="--model"):
+        make_config({"data": "synthetic"}).validate()
+    with pytest.raises(ConfigError, match="--data"):
+        make_config({"model": "notebook_simple"}).validate()
+
+
+def test_unknown_key_suggests_the_close_one():
+    with pytest.raises(ConfigError, match="batch_size"):
+        make_config({"batchsize": 3})
+
+
+def test_yaml_file_keys_and_unknown_keys(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("model: notebook_simple\ndata: synthetic\nbatch-size: 64\nlr: 1\nprecision: 32\n"
+                    "models: [a, b]\n")
+    train_keys, extra = load_config_file(good, extra_keys=("models",))
+    cfg = make_config(train_keys)
+    assert cfg.batch_size == 64 and cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.precision == "32"
+    assert extra == {"models": ["a", "b"]}
+    with pytest.raises(ConfigError, match="models"):
+        load_config_file(good)  # `models` is a compare key, not a train key
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: notebook_simple\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="learning_rate"):
+        load_config_file(bad)
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config_file(tmp_path / "list.yaml")
+
+
+def test_cli_flags_override_the_config_file(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("data: synthetic\nepochs: 7\nlr: 0.3\nmodel_args: {reduction: 4}\n")
+    args = build_parser().parse_args(["train", "--config", str(path), "--lr", "0.05", "-m", "reduction=8"])
+    values, _ = recipe_from_args(args)
+    assert values["epochs"] == 7 and values["lr"] == 0.05 and values["model_args"] == {"reduction": 8}
+    assert "momentum" not in values  # flags not given stay out, so the file or the defaults decide
+
+
+def test_step_schedule_divides_by_ten_after_each_milestone():
+    kw = {"schedule": "step", "total_steps": 100, "steps_per_epoch": 10, "milestones": [5, 8]}
+    assert lr_factor(49, **kw) == 1.0
+    assert lr_factor(50, **kw) == pytest.approx(0.1)
+    assert lr_factor(80, **kw) == pytest.approx(0.01)
+
+
+def test_cosine_onecycle_and_warmup_shapes():
+    kw = {"total_steps": 100, "steps_per_epoch": 10}
+    assert lr_factor(0, schedule="cosine", **kw) == 1.0
+    assert lr_factor(50, schedule="cosine", **kw) == pytest.approx(0.5)
+    assert lr_factor(100, schedule="cosine", **kw) == pytest.approx(0.0, abs=1e-12)
+    one = [lr_factor(s, schedule="onecycle", **kw) for s in range(101)]
+    assert max(one) == pytest.approx(1.0) and one.index(max(one)) == 30
+    assert one[0] == pytest.approx(1 / 25) and one[-1] < 1e-4
+    warm = [lr_factor(s, schedule="step", warmup_steps=10, **kw) for s in range(12)]
+    assert warm[0] == pytest.approx(0.1) and warm[9] == 1.0 and all(a < b for a, b in itertools.pairwise(warm[:10]))
+
+
+def test_topk_and_confusion():
+    logits = torch.tensor([[5.0, 4.0, 0.0], [0.0, 1.0, 2.0], [3.0, 2.0, 1.0]])
+    target = torch.tensor([1, 2, 2])
+    assert topk_correct(logits, target, (1, 2, 5)) == [1, 2, 3]
+    meter = ClassificationMeter(3)
+    meter.update(logits, target, loss_sum=3.0)
+    s = meter.summary()
+    assert (s["top1"], s["count"], s["loss"]) == (pytest.approx(1 / 3), 3, 1.0)
+    assert meter.confusion.tolist() == [[0, 0, 0], [1, 0, 0], [1, 0, 1]]
+    assert meter.per_class_accuracy() == [None, 0.0, 0.5]
+    assert not math.isnan(s["top5"])
