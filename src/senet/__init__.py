@@ -4,7 +4,9 @@ The block and its variants (:mod:`senet.layers`), the paper's model families (:m
 multiply-add counts with the paper's convention (:mod:`senet.complexity`).
 """
 
+from senet.analysis.surgery import remove_se
 from senet.complexity import MACS_CONVENTION, count_params, model_complexity
+from senet.data import DatasetBundle, load_dataset, make_loader
 from senet.errors import ConfigError, SenetError
 from senet.io import load_model, save_model
 from senet.layers import (
@@ -18,6 +20,8 @@ from senet.layers import (
     create_attn,
 )
 from senet.models import create_model, list_models, named_se_blocks, register_model
+from senet.models.retrofit import add_se
+from senet.interop import convert_weights, export_model
 
 __version__ = "0.1.0"
 
@@ -27,18 +31,25 @@ __all__ = [
     "AttentionBlock",
     "ChannelSpatialSE",
     "ConfigError",
+    "DatasetBundle",
     "EffectiveSE",
     "GatherExcite",
     "SenetError",
     "SpatialSE",
     "SqueezeExcite",
+    "add_se",
+    "convert_weights",
     "count_params",
     "create_attn",
     "create_model",
+    "export_model",
     "list_models",
+    "load_dataset",
     "load_model",
+    "make_loader",
     "model_complexity",
     "named_se_blocks",
     "register_model",
+    "remove_se",
     "save_model",
 ]
