@@ -14,7 +14,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -25,6 +25,7 @@ __all__ = [
     "format_table",
     "interleaved",
     "median_ms",
+    "paired_ratio",
     "spread",
 ]
 
@@ -93,6 +94,15 @@ def interleaved(
 def median_ms(samples: list[float]) -> float:
     """Median of a list of seconds, in milliseconds."""
     return statistics.median(samples) * 1e3
+
+
+def paired_ratio(samples: list[float], baseline: list[float]) -> float:
+    """Median over rounds of ``samples[i] / baseline[i]``.
+
+    Both lists come from the same :func:`interleaved` call, so round i of each ran back to back: the per-round
+    ratio cancels the slow drifts of a shared machine better than a ratio of two medians.
+    """
+    return statistics.median(a / b for a, b in zip(samples, baseline))
 
 
 def spread(samples: list[float]) -> float:

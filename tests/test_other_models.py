@@ -141,7 +141,7 @@ def test_other_attention_layers_and_option_errors():
         assert named_se_blocks(create_model("se_vgg16_bn", attn_layer=None)) == {}
         with pytest.raises(ConfigError, match="reduction"):
             create_model("bn_inception", attn_layer="eca", reduction=8)
-        with pytest.raises(ConfigError, match="only take\(s\) effect with an attention layer"):
+        with pytest.raises(ConfigError, match=r"only take\(s\) effect with an attention layer"):
             create_model("vgg16_bn", reduction=8)
         with pytest.raises(ConfigError, match="unknown attention layer"):
             create_model("mobilenet_v1", attn_layer="sqeeze")

@@ -84,8 +84,7 @@ class PointwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4 and x.shape[2] == 1 and x.shape[3] == 1:
-            out = F.linear(x.flatten(1), self.weight.flatten(1), self.bias)
-            return out.view(out.shape[0], out.shape[1], 1, 1)
+            return F.linear(x.flatten(1), self.weight.flatten(1), self.bias)[:, :, None, None]
         return super().forward(x)
 
 

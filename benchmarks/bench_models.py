@@ -1,0 +1,142 @@
+"""Whole-model cost of SE: se_resnet50 vs resnet50 (ours), and ours vs timm's seresnet50, in one process.
+
+Two comparisons, each interleaved run by run so both sides see the same machine noise, fp32, both memory formats:
+
+1. SE overhead: ``se_resnet50`` vs ``resnet50`` with the same stride placement (the paper's, stride on the first
+   1x1), inference at each ``--batch-sizes``, 224x224. Target <= 2% (the paper: +1.8% for one image on a CPU).
+2. Ours vs timm: ``se_resnet50(stride_in_1x1=False)`` vs ``timm.create_model("seresnet50")`` (both stride on the
+   3x3, the same parameters), inference throughput (target >= 1.10x) and one SGD training step at
+   ``--train-batch`` (target >= 1.0x).
+
+    python benchmarks/bench_models.py                         # batch 1 and 32, 5 repeats
+    python benchmarks/bench_models.py --batch-sizes 1 --repeats 9 --formats channels_last
+    python benchmarks/bench_models.py --skip-timm             # only the SE overhead
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import (
+    add_common_args,
+    apply_common_args,
+    describe_machine,
+    format_table,
+    interleaved,
+    median_ms,
+    paired_ratio,
+)
+
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def inference_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    def run() -> object:
+        with torch.no_grad():
+            return model(x)
+
+    return run
+
+
+def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], object]:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+
+    def run() -> object:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        return None
+
+    return run
+
+
+def prepare(model: nn.Module, fmt: torch.memory_format, train: bool, compile_: bool) -> nn.Module:
+    model = model.train(train).to(memory_format=fmt)
+    return torch.compile(model) if compile_ else model
+
+
+def compare(
+    title: str,
+    builders: dict[str, Callable[[], nn.Module]],
+    batch: int,
+    train: bool,
+    args: argparse.Namespace,
+) -> list[list]:
+    """Time every model in ``builders`` on the same input; one row per (format, model), ratio to the first."""
+    rows = []
+    for fmt_name in args.formats:
+        fmt = FORMATS[fmt_name]
+        torch.manual_seed(0)
+        x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=fmt)
+        y = torch.randint(0, 1000, (batch,))
+        fns = {}
+        for name, build in builders.items():
+            model = prepare(build(), fmt, train, args.compile)
+            fns[name] = train_step_fn(model, x, y) if train else inference_fn(model, x)
+        times = interleaved(fns, args.repeats, args.warmup)
+        base_name = next(iter(builders))
+        for name in builders:
+            t = median_ms(times[name])
+            ratio = paired_ratio(times[name], times[base_name])
+            rows.append([title, fmt_name, batch, name, t, ratio, 1.0 / ratio])
+            print(f"  {title}, {fmt_name}, batch {batch}: {name} {t:.1f} ms, {ratio:.3f}x the first", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="inference batch sizes")
+    parser.add_argument("--train-batch", type=int, default=8, help="batch of the timed training step (default 8)")
+    parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
+    parser.add_argument("--skip-timm", action="store_true", help="only the SE-overhead comparison")
+    parser.add_argument("--skip-overhead", action="store_true", help="only the comparison with timm")
+    parser.add_argument("--skip-train", action="store_true", help="no training-step comparison")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every model first (slow to start)")
+    add_common_args(parser, repeats=5, warmup=1)
+    args = parser.parse_args(argv)
+    apply_common_args(args)
+
+    import senet
+
+    print("SE-ResNet-50 cost, 224x224 fp32" + (", torch.compile" if args.compile else ", eager"))
+    print(describe_machine())
+    rows: list[list] = []
+    if not args.skip_overhead:
+        paper = {
+            "resnet50 (ours)": lambda: senet.create_model("resnet50"),
+            "se_resnet50 (ours)": lambda: senet.create_model("se_resnet50"),
+        }
+        for batch in args.batch_sizes:
+            rows += compare("SE overhead, inference", paper, batch, False, args)
+    if not args.skip_timm:
+        import timm
+
+        ours = senet.create_model("se_resnet50", stride_in_1x1=False)
+        theirs = timm.create_model("seresnet50", pretrained=False)
+        n_ours, n_theirs = (sum(p.numel() for p in m.parameters()) for m in (ours, theirs))
+        print(f"parameters: ours (stride_in_1x1=False) {n_ours:,}, timm seresnet50 {n_theirs:,}")
+        vs_timm = {
+            "timm seresnet50": lambda: timm.create_model("seresnet50", pretrained=False),
+            "se_resnet50 (ours, stride on 3x3)": lambda: senet.create_model("se_resnet50", stride_in_1x1=False),
+        }
+        for batch in args.batch_sizes:
+            rows += compare("vs timm, inference", vs_timm, batch, False, args)
+        if not args.skip_train:
+            rows += compare("vs timm, train step", vs_timm, args.train_batch, True, args)
+    header = ["comparison", "memory format", "batch", "model", "ms", "time / first", "speed vs first"]
+    print(format_table(header, rows))
+    print("'first' is the first row of each (comparison, format, batch) group: resnet50 for the SE overhead, "
+          "timm for the comparison with timm. SE overhead = time / first - 1; ours vs timm = speed vs first.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

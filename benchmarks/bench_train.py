@@ -1,0 +1,123 @@
+"""Training-step cost of SE on 28x28x1 inputs, and whether the Fashion-MNIST loader keeps up with the model.
+
+In one process, interleaved run by run, fp32, batch 256, both memory formats:
+
+1. ``se_resnet20`` vs ``resnet20`` (CIFAR-style, ``in_chans=1``, 10 classes): one SGD step (forward, loss,
+   backward, update) per call. Target: SE overhead <= 6%.
+2. The data pipeline: batches per second that ``senet.data.make_loader`` delivers from the Fashion-MNIST train
+   split (augmented as ``senet train`` sees it) vs the images per second the SE model's training step consumes.
+   Target: the loader is >= 5x faster than the model, so it never starves training.
+
+    python benchmarks/bench_train.py
+    python benchmarks/bench_train.py --workers 0 --repeats 20 --formats channels_last
+    python benchmarks/bench_train.py --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import (
+    add_common_args,
+    apply_common_args,
+    describe_machine,
+    format_table,
+    interleaved,
+    median_ms,
+    paired_ratio,
+)
+
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+MODEL_KWARGS = {"in_chans": 1, "num_classes": 10}
+
+
+def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], object]:
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+    def run() -> object:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        return None
+
+    return run
+
+
+def next_batch_fn(loader) -> Callable[[], object]:
+    """Each call returns the loader's next batch, starting a new epoch when one ends."""
+    state = {"it": iter(loader)}
+
+    def run() -> object:
+        try:
+            return next(state["it"])
+        except StopIteration:
+            state["it"] = iter(loader)
+            return next(state["it"])
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=0, help="loader worker processes (default 0)")
+    parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
+    parser.add_argument("--skip-data", action="store_true", help="no data-pipeline comparison")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models first")
+    add_common_args(parser, repeats=10, warmup=2)
+    args = parser.parse_args(argv)
+    apply_common_args(args)
+
+    import senet
+
+    print(f"training step, 28x28x1, batch {args.batch}, fp32" + (", torch.compile" if args.compile else ", eager"))
+    print(describe_machine())
+    rows: list[list] = []
+    se_step_ms: dict[str, float] = {}
+    for fmt_name in args.formats:
+        fmt = FORMATS[fmt_name]
+        torch.manual_seed(0)
+        x = torch.randn(args.batch, 1, 28, 28).contiguous(memory_format=fmt)
+        y = torch.randint(0, 10, (args.batch,))
+        fns = {}
+        for name in ("resnet20", "se_resnet20"):
+            model = senet.create_model(name, **MODEL_KWARGS).train().to(memory_format=fmt)
+            fns[name] = train_step_fn(torch.compile(model) if args.compile else model, x, y)
+        times = interleaved(fns, args.repeats, args.warmup)
+        for name in fns:
+            t = median_ms(times[name])
+            rows.append([fmt_name, name, t, args.batch / t * 1e3, paired_ratio(times[name], times["resnet20"])])
+        se_step_ms[fmt_name] = median_ms(times["se_resnet20"])
+    print(format_table(["memory format", "model", "step ms", "images/s", "time / resnet20"], rows))
+
+    if not args.skip_data:
+        from senet.data import load_dataset, make_loader
+
+        bundle = load_dataset("fashion-mnist")
+        loader = make_loader(bundle.train, args.batch, shuffle=True, workers=args.workers)
+        fmt_name = args.formats[-1]
+        fmt = FORMATS[fmt_name]
+        model = senet.create_model("se_resnet20", **MODEL_KWARGS).train().to(memory_format=fmt)
+        model = torch.compile(model) if args.compile else model
+        fetch = next_batch_fn(loader)
+        images, labels = fetch()
+        step = train_step_fn(model, images.contiguous(memory_format=fmt), labels)
+        times = interleaved({"loader": fetch, "se_resnet20 step": step}, args.repeats, args.warmup)
+        load_ips = args.batch / median_ms(times["loader"]) * 1e3
+        step_ips = args.batch / median_ms(times["se_resnet20 step"]) * 1e3
+        print(f"\nFashion-MNIST loader (workers={args.workers}, augmented train split): {load_ips:,.0f} images/s; "
+              f"se_resnet20 training ({fmt_name}): {step_ips:,.0f} images/s; loader / model = {load_ips / step_ips:.1f}x"
+              " (target >= 5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

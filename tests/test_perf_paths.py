@@ -1,0 +1,122 @@
+"""Fast paths give the reference results: the SE's FCs as F.linear, the fused SE-ResNet tail, torch.compile.
+
+No timing here (benchmarks/ measures speed); every test compares a fast path with a slow, obviously right one.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import senet
+from senet.layers.squeeze_excite import PointwiseConv2d, SqueezeExcite
+from senet.models.blocks import scale_and_add
+
+FORMATS = [torch.contiguous_format, torch.channels_last]
+
+
+def reference_se(se: SqueezeExcite, x: torch.Tensor) -> torch.Tensor:
+    """The paper's formula with the FCs as real 1x1 convolutions (no fast path)."""
+    z = x.amax((2, 3), keepdim=True) if se.squeeze == "max" else x.mean((2, 3), keepdim=True)
+    h = se.act(F.conv2d(z, se.fc1.weight, se.fc1.bias))
+    s = se.gate(F.conv2d(h, se.fc2.weight, se.fc2.bias))
+    return x * s
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_pointwise_linear_path_equals_convolution(bias, fmt):
+    conv = PointwiseConv2d(12, 5, bias=bias)
+    z = torch.randn(7, 12, 1, 1).contiguous(memory_format=fmt)
+    out = conv(z)
+    assert out.shape == (7, 5, 1, 1)
+    torch.testing.assert_close(out, F.conv2d(z, conv.weight, conv.bias), rtol=1e-5, atol=1e-6)
+
+
+def test_pointwise_full_resolution_input_stays_a_convolution():
+    conv = PointwiseConv2d(6, 4)
+    x = torch.randn(2, 6, 5, 3)
+    torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, conv.bias))
+    assert isinstance(conv, nn.Conv2d) and conv.weight.shape == (4, 6, 1, 1)
+
+
+def test_pointwise_keeps_module_hooks_and_state_dict_keys():
+    se = SqueezeExcite(16, 4)
+    calls = []
+    se.fc1.register_forward_hook(lambda m, i, o: calls.append(o.shape))
+    se(torch.randn(3, 16, 4, 4))
+    assert calls == [torch.Size([3, 4, 1, 1])]
+    assert set(se.state_dict()) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("squeeze", ["avg", "max"])
+def test_se_forward_and_grads_match_reference(fmt, squeeze):
+    se = SqueezeExcite(32, 4, squeeze=squeeze)
+    x = torch.randn(3, 32, 6, 5).contiguous(memory_format=fmt).requires_grad_(True)
+    out = se(x)
+    assert out.is_contiguous(memory_format=fmt), "the SE must keep the input's memory format"
+    ref_out = reference_se(se, x)
+    torch.testing.assert_close(out, ref_out)
+    grads = torch.autograd.grad(out.square().sum(), [x, *se.parameters()])
+    ref_grads = torch.autograd.grad(ref_out.square().sum(), [x, *se.parameters()])
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+
+
+def test_se_gradcheck_float64():
+    se = SqueezeExcite(8, 2).double()
+    x = torch.randn(2, 8, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(se, (x,))
+
+
+def test_se_nosqueeze_still_matches_full_resolution_convolutions():
+    se = SqueezeExcite(8, 2, squeeze="none")
+    x = torch.randn(2, 8, 4, 4)
+    s = torch.sigmoid(F.conv2d(torch.relu(F.conv2d(x, se.fc1.weight, se.fc1.bias)), se.fc2.weight, se.fc2.bias))
+    torch.testing.assert_close(se(x), x * s)
+
+
+def test_fused_tail_equals_unfused_and_passes_gradcheck():
+    se = SqueezeExcite(8, 2).double()
+    out = torch.randn(2, 8, 4, 4, dtype=torch.float64, requires_grad=True)
+    shortcut = torch.randn(2, 8, 4, 4, dtype=torch.float64, requires_grad=True)
+    fused = scale_and_add(se, out, shortcut, fused=True)
+    torch.testing.assert_close(fused, se(out) + shortcut)
+    assert torch.autograd.gradcheck(lambda u, r: torch.relu(scale_and_add(se, u, r, fused=True)), (out, shortcut))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_se_resnet20_fused_tail_matches_unfused_in_train_mode(fmt):
+    torch.manual_seed(0)
+    fused = senet.create_model("se_resnet20", in_chans=1, num_classes=10, fused_tail=True)
+    plain = senet.create_model("se_resnet20", in_chans=1, num_classes=10, fused_tail=False)
+    plain.load_state_dict(fused.state_dict())
+    fused, plain = fused.to(memory_format=fmt), plain.to(memory_format=fmt)
+    x = torch.randn(4, 1, 28, 28).contiguous(memory_format=fmt)
+    y = torch.tensor([0, 3, 5, 9])
+    losses, grads = [], []
+    for model in (fused, plain):
+        loss = F.cross_entropy(model(x), y)
+        losses.append(loss)
+        grads.append(torch.autograd.grad(loss, list(model.parameters())))
+    torch.testing.assert_close(losses[0], losses[1])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None, reason="inductor needs a C++ compiler")
+def test_compiled_se_matches_eager():
+    se = SqueezeExcite(16, 4)
+    x = torch.randn(2, 16, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    compiled = torch.compile(se)
+    out_c = compiled(x)
+    torch.testing.assert_close(out_c, se(x), rtol=1e-5, atol=1e-6)
+    (gc,) = torch.autograd.grad(out_c.sum(), x)
+    (ge,) = torch.autograd.grad(se(x).sum(), x)
+    torch.testing.assert_close(gc, ge, rtol=1e-5, atol=1e-6)
