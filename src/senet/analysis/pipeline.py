@@ -53,11 +53,9 @@ def make_eval_loader(dataset, batch_size: int, workers: int = 0):
 
 
 def _progress(iterable, total: int | None, desc: str, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
+    from senet.progress import progress
 
-    return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False)
+    return progress(iterable, total=total, desc=desc, unit="batch", enabled=enabled)
 
 
 def analyze_excitations(

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler, Sampler
 
 from senet.errors import ConfigError, SenetError
+from senet.progress import progress as progress_bar
 from senet.train import state as st
 from senet.train.config import TrainConfig
 from senet.train.metrics import ClassificationMeter
@@ -140,8 +141,6 @@ def _on_rank_zero(fabric: Any, fn, *args) -> Any:
 
 
 def _run(fabric: Any, config: TrainConfig) -> TrainResult:
-    from tqdm.auto import tqdm
-
     from senet.data import load_dataset
 
     out = config.out_dir
@@ -181,8 +180,7 @@ def _run(fabric: Any, config: TrainConfig) -> TrainResult:
     for epoch in range(start_epoch, config.epochs):
         epoch_start = time.perf_counter()
         train_sampler.set_epoch(epoch)
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_bar, leave=False,
-                   dynamic_ncols=True)
+        bar = progress_bar(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", enabled=show_bar)
         totals, step, lr = _train_one_epoch(fabric, forward_model, fopt, bar, config, schedule, step, epoch,
                                             last_good_epoch=len(history))
         train_seconds = time.perf_counter() - epoch_start
@@ -323,12 +321,10 @@ def evaluate_loader(model: nn.Module, loader: Any, num_classes: int, *, fabric: 
 
     Batches go to ``fabric``'s device (and the counts are summed over its processes), else to ``device``.
     """
-    from tqdm.auto import tqdm
-
     was_training = model.training
     model.eval()
     meter = ClassificationMeter(num_classes)
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+    for batch in progress_bar(loader, desc=desc, enabled=progress):
         images, labels = fabric.to_device(batch) if fabric is not None else (t.to(device) for t in batch)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
