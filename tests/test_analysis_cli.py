@@ -84,3 +84,32 @@ def test_excite_needs_a_dataset_name(saved, tmp_path, capsys):
     senet.save_model(senet.load_model(saved / "se"), saved / "nodata")
     rc = main(["excite", str(saved / "nodata"), "--out", str(tmp_path)])
     assert rc == 2 and "pass --data NAME" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model_entry", [{}, {"name": "se_resnet20", "kwargs": [1]}, "se_resnet20"])
+def test_excite_on_a_foreign_config_exits_2_with_one_line(saved, tmp_path, capsys, model_entry):
+    folder = tmp_path / "foreign"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes((saved / "se" / "model.safetensors").read_bytes())
+    (folder / "config.json").write_text(json.dumps({"format": "senet", "model": model_entry}))
+    rc = main(["excite", str(folder), "--data", DATA, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not a senet config" in err and str(folder / "config.json") in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_excite_eval_images_needs_drop_se_stage(saved, tmp_path, capsys):
+    rc = main(["excite", str(saved / "se"), "--out", str(tmp_path), "--eval-images", "8"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--eval-images needs --drop-se-stage" in err and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ("synthetic:classes=20,size=28,chans=1,train=8,val=40", "built for num_classes=4 but 'synthetic:classes=20"),
+    ("synthetic:classes=4,size=28,chans=3,train=8,val=16", "built for in_chans=1 but"),
+])
+def test_excite_on_data_the_model_was_not_built_for(saved, tmp_path, capsys, data, message):
+    rc = main(["excite", str(saved / "se"), "--data", data, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

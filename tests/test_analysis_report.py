@@ -146,3 +146,45 @@ def test_models_from_add_se_are_recorded_and_pruned():
     smaller = senet.remove_se(model, stages=[5])
     assert list(senet.named_se_blocks(smaller))[-1] == "SE_4_2"
     assert smaller(x).shape == (6, 3)
+
+
+def test_logits_that_do_not_match_the_dataset_classes_are_refused(resnet):
+    # se_resnet20 with 3 outputs on data labelled with 4 classes: the numbers would be silently wrong
+    with pytest.raises(senet.SenetError, match=r"outputs \(3,\) scores per image but the dataset has 4 classes"):
+        analyze_excitations(resnet, small_data(per_class=2, classes=4), num_classes=4)
+
+
+def test_run_analysis_checks_the_model_config_against_the_bundle(resnet, tmp_path):
+    from senet.analysis import run_analysis
+    from senet.data import load_dataset
+
+    bundle = load_dataset("synthetic:classes=5,size=28,chans=1,train=4,val=10", augment=False)
+    with pytest.raises(senet.SenetError, match=r"built for num_classes=3 but 'synthetic.*' has num_classes=5"):
+        run_analysis(resnet, bundle, tmp_path)
+    bundle = load_dataset("synthetic:classes=3,size=28,chans=3,train=4,val=10", augment=False)
+    with pytest.raises(senet.SenetError, match=r"built for in_chans=1 but .* has in_chans=3"):
+        run_analysis(resnet, bundle, tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_eval_images_without_drop_se_stage_is_an_error(resnet, tmp_path):
+    from senet.analysis import run_analysis
+    from senet.data import load_dataset
+
+    bundle = load_dataset("synthetic:classes=3,size=28,chans=1,train=4,val=10", augment=False)
+    with pytest.raises(ValueError, match="--eval-images needs --drop-se-stage"):
+        run_analysis(resnet, bundle, tmp_path, eval_images=5)
+
+
+def test_one_parser_for_paper_block_names():
+    from senet.analysis.report import report_rows
+    from senet.analysis.surgery import se_stage_of
+    from senet.models.naming import parse_se_block_name
+
+    assert parse_se_block_name("SE_5_2") == (5, 2) and parse_se_block_name("SE_12_30") == (12, 30)
+    for other in ("layer1.0.se", "SE_5", "SE_5_2_1", "SE_a_1", "xSE_5_2", "SE_5_2.se"):
+        assert parse_se_block_name(other) is None and se_stage_of(other) is None
+    report = type("R", (), {"blocks": ["SE_3_1", "features.4.se"],
+                            "metrics": {n: {k: 0.0 for k in ("channels", "images", *senet.analysis.METRIC_NAMES)}
+                                        for n in ("SE_3_1", "features.4.se")}})()
+    assert [r["stage"] for r in report_rows(report)] == [3, None]

@@ -33,8 +33,9 @@ needs_fmnist = pytest.mark.skipif(
 
 
 @pytest.fixture(autouse=True)
-def _no_env_data(monkeypatch):
+def _no_env_data(monkeypatch, tmp_path_factory):
     monkeypatch.delenv("SENET_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))  # no real ~/.cache/senet/data in the way
 
 
 def _write_fake_idx_set(folder: Path, n_train=40, n_val=20, size=28, gz=True, seed=0) -> None:
@@ -122,6 +123,20 @@ def test_env_var_and_torchvision_layout(tmp_path, monkeypatch):
     monkeypatch.setenv("SENET_DATA", str(tmp_path))
     bundle = load_dataset("mnist")
     assert (len(bundle.train), len(bundle.val), bundle.class_names[3]) == (16, 8, "3")
+
+
+def test_download_cache_is_searched_last(tmp_path, monkeypatch):
+    """What --download wrote to ~/.cache/senet/data (torchvision layout) is found later without any flag."""
+    from senet.data.locate import DEFAULT_DOWNLOAD_DIR, download_root, search_roots
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cache = DEFAULT_DOWNLOAD_DIR.expanduser()
+    assert cache == tmp_path / "home" / ".cache" / "senet" / "data" and download_root(None) == cache
+    _write_fake_idx_set(cache / "MNIST" / "raw", n_train=14, n_val=6, gz=False)
+    bundle = load_dataset("mnist")
+    assert (len(bundle.train), len(bundle.val)) == (14, 6)
+    monkeypatch.setenv("SENET_DATA", str(tmp_path / "env"))
+    assert search_roots(tmp_path / "cli") == [tmp_path / "cli", tmp_path / "env", cache]
 
 
 def test_labels_out_of_range_are_reported(tmp_path):

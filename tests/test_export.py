@@ -160,3 +160,25 @@ def test_a_file_that_disagrees_with_pytorch_is_removed(tmp_path, monkeypatch):
     with pytest.raises(SenetError, match="disagrees with PyTorch"):
         export_model(create_model("notebook_simple"), out, format="torchscript")
     assert not out.exists()
+
+
+def test_opset_with_torchscript_is_refused(tmp_path, capsys):
+    model = create_model("notebook_simple")
+    with pytest.raises(ConfigError, match="--opset applies to --format onnx only"):
+        export_model(model, tmp_path / "x.pt", format="torchscript", opset=17)
+    folder = save_model(model, tmp_path / "model")
+    rc = main(["export", str(folder), "--format", "torchscript", "--opset", "17", "--out", str(tmp_path / "y.pt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--opset applies to --format onnx only" in err and not (tmp_path / "y.pt").exists()
+
+
+@pytest.mark.parametrize("model_entry", [{}, {"name": "notebook_simple", "kwargs": [1]}])
+def test_export_of_a_foreign_config_exits_2_with_one_line(tmp_path, capsys, model_entry):
+    import json
+
+    folder = save_model(create_model("notebook_simple"), tmp_path / "model")
+    (folder / "config.json").write_text(json.dumps({"format": "senet", "model": model_entry}))
+    rc = main(["export", str(folder), "--out", str(tmp_path / "x.onnx")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not a senet config" in err and str(folder / "config.json") in err
+    assert len(err.strip().splitlines()) == 1

@@ -24,16 +24,17 @@ from torch import nn
 from senet.errors import SenetError
 
 __all__ = [
-    "WEIGHTS_FILE",
     "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "atomic_save_safetensors",
     "atomic_write_bytes",
     "atomic_write_json",
-    "atomic_save_safetensors",
-    "save_model",
+    "check_data_fits_model",
     "load_model",
+    "load_state_dict_strict",
     "read_config",
     "read_state_dict",
-    "load_state_dict_strict",
+    "save_model",
 ]
 
 WEIGHTS_FILE = "model.safetensors"
@@ -144,11 +145,30 @@ def read_config(path: str | Path) -> dict[str, Any]:
             raise SenetError(f"{cfg} is not valid JSON ({exc})") from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or "model" not in doc:
             raise SenetError(f"{cfg} is not a senet config (expected \"format\": \"senet\" and a \"model\" entry)")
+        doc["model"] = _checked_model_entry(doc["model"], cfg)
         return doc
     meta = _safetensors_metadata(weights)
     if "senet_config" not in meta:
         raise SenetError(f"{weights} names no architecture (no config.json beside it, no senet metadata)")
-    return {"format": FORMAT, "version": VERSION, "model": json.loads(meta["senet_config"])}
+    try:
+        entry = json.loads(meta["senet_config"])
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise SenetError(f"{weights}: its senet_config metadata is not valid JSON ({exc})") from exc
+    return {"format": FORMAT, "version": VERSION, "model": _checked_model_entry(entry, weights)}
+
+
+def _checked_model_entry(entry: Any, source: Path) -> dict[str, Any]:
+    """``entry`` as ``{"name": str, "kwargs": dict}`` (kwargs default ``{}``), or a SenetError naming ``source``."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+        raise SenetError(f"{source} is not a senet config: its \"model\" entry must be an object with a string "
+                         f"\"name\" (got {json.dumps(entry)[:80]})")
+    kwargs = entry.get("kwargs", {})
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict):
+        raise SenetError(f"{source} is not a senet config: \"model\".\"kwargs\" must be an object of keyword "
+                         f"arguments, got {type(kwargs).__name__} {json.dumps(kwargs)[:60]}")
+    return {**entry, "kwargs": kwargs}
 
 
 def _safetensors_metadata(path: Path) -> dict[str, str]:
@@ -219,13 +239,27 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], sou
     model.load_state_dict(state, strict=True)
 
 
+def check_data_fits_model(
+    entry: dict[str, Any] | None, *, num_classes: int, in_chans: int, model_source: str = "the model",
+    data_name: str = "the dataset",
+) -> None:
+    """Raise :class:`~senet.errors.SenetError` when a dataset's ``num_classes``/``in_chans`` differ from those in
+    the model's build config ``entry`` (``{"name", "kwargs"}``, e.g. ``read_config(dir)["model"]`` or a model's
+    ``senet_config``). Keys the config does not record are not checked (``None`` checks nothing)."""
+    kwargs = (entry or {}).get("kwargs") or {}
+    for key, have in (("num_classes", num_classes), ("in_chans", in_chans)):
+        if key in kwargs and kwargs[key] != have:
+            raise SenetError(f"{model_source} was built for {key}={kwargs[key]} but {data_name} has {key}={have}: "
+                             f"use it on the data it was trained for")
+
+
 def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model from a folder (or weights/config file) written by :func:`save_model` or ``senet train``."""
     from senet.models import create_model
 
     doc = read_config(path)
     entry = doc["model"]
-    model = create_model(entry["name"], **entry.get("kwargs", {}))
+    model = create_model(entry["name"], **entry["kwargs"])
     weights, _ = _resolve(path)
     load_state_dict_strict(model, read_state_dict(weights), str(weights))
     model.senet_saved_config = doc

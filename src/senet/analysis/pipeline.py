@@ -17,6 +17,8 @@ from senet.analysis.selection import balanced_indices, dataset_labels, resolve_b
 from senet.analysis.stats import ClassStats, block_metrics
 from senet.analysis.surgery import remove_se, se_stage_of
 from senet.complexity import count_params, se_params
+from senet.errors import SenetError
+from senet.io import check_data_fits_model
 from senet.models.naming import named_se_blocks
 from senet.train.metrics import topk_correct
 
@@ -101,8 +103,10 @@ def analyze_excitations(
     with ExcitationRecorder(model, num_classes=num_classes) as rec:
         for images, targets in _progress(loader, len(loader), "excitations", progress):
             logits = rec.record(images.to(device, non_blocking=True), targets)
-            if logits.dim() == 2 and logits.shape[1] == num_classes:
-                correct += int((logits.argmax(1).cpu() == targets).sum())
+            if logits.dim() != 2 or logits.shape[1] != num_classes:
+                raise SenetError(f"the model outputs {tuple(logits.shape[1:])} scores per image but the dataset has "
+                                 f"{num_classes} classes: analyse it on the data it was trained for")
+            correct += int((logits.argmax(1).cpu() == targets).sum())
     stats = rec.stats()
     return ExcitationReport(
         blocks=names, chosen_blocks=chosen_blocks, classes=chosen_classes, class_names=class_names,
@@ -193,7 +197,16 @@ def run_analysis(
         raise ValueError(f"split must be 'val' or 'train', got {split!r}")
     if eval_images is not None and eval_images < 1:
         raise ValueError(f"--eval-images must be at least 1, got {eval_images}")
+    if eval_images is not None and not drop_se_stages:
+        raise ValueError(f"--eval-images needs --drop-se-stage (it sets how many images the model without SE "
+                         f"is compared on), got --eval-images {eval_images} alone")
     dataset = bundle.val if split == "val" else bundle.train
+    saved = getattr(model, "senet_saved_config", None) or {}
+    check_data_fits_model(
+        saved.get("model") or getattr(model, "senet_config", None), num_classes=bundle.num_classes,
+        in_chans=bundle.in_chans, model_source=f"the model in {(info or {}).get('model_dir') or 'memory'}",
+        data_name=repr(getattr(bundle, "name", "the dataset")),
+    )
     report = analyze_excitations(
         model, dataset, num_classes=bundle.num_classes, class_names=getattr(bundle, "class_names", None),
         classes=classes, per_class=per_class, blocks=blocks, batch_size=batch_size, workers=workers,

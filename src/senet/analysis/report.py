@@ -10,17 +10,11 @@ from typing import Any
 
 from senet.analysis.stats import METRIC_NAMES
 from senet.io import atomic_write_bytes, atomic_write_json
+from senet.models.naming import parse_se_block_name
 
 __all__ = ["format_depth_table", "report_document", "report_rows", "write_report"]
 
 CSV_COLUMNS = ("block", "stage", "depth", "channels", "images", *METRIC_NAMES)
-
-
-def _stage_and_index(name: str) -> tuple[int | None, int | None]:
-    parts = name.split("_")
-    if len(parts) == 3 and parts[0] == "SE" and parts[1].isdigit() and parts[2].isdigit():
-        return int(parts[1]), int(parts[2])
-    return None, None
 
 
 def _clean(value: Any) -> Any:
@@ -34,7 +28,8 @@ def report_rows(report) -> list[dict[str, Any]]:
     for depth, name in enumerate(report.blocks, start=1):
         if name not in report.metrics:
             continue
-        stage, _ = _stage_and_index(name)
+        parsed = parse_se_block_name(name)
+        stage = parsed[0] if parsed else None
         m = report.metrics[name]
         rows.append({"block": name, "stage": stage, "depth": depth, **{k: _clean(m[k]) for k in
                                                                           ("channels", "images", *METRIC_NAMES)}})

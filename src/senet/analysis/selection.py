@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import torch
@@ -10,8 +9,6 @@ import torch
 from senet.analysis.surgery import se_stage_of
 
 __all__ = ["balanced_indices", "dataset_labels", "paper_blocks", "resolve_blocks", "resolve_classes"]
-
-_BLOCK = re.compile(r"^SE_(\d+)_(\d+)$")
 
 
 def paper_blocks(names: Sequence[str], max_other: int = 6) -> list[str]:

@@ -7,23 +7,20 @@ under 0.1% top-5 error while cutting the parameter increase over ResNet-50 from 
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
-from senet.models.naming import named_se_blocks
+from senet.models.naming import named_se_blocks, parse_se_block_name
 
 __all__ = ["remove_se", "se_stage_of"]
-
-_STAGE_NAME = re.compile(r"^SE_(\d+)_(\d+)$")
 
 
 def se_stage_of(name: str) -> int | None:
     """The paper's stage number of a block name (``SE_5_2`` -> 5), or None for a module-path name."""
-    m = _STAGE_NAME.match(name)
-    return int(m.group(1)) if m else None
+    parsed = parse_se_block_name(name)
+    return parsed[0] if parsed else None
 
 
 def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:

@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
                         ("--eval-images", args.eval_images)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")
+    if args.eval_images is not None and not args.drop_se_stage:
+        raise ValueError("--eval-images needs --drop-se-stage")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args.model_dir)
     channel_gates(model)  # fail fast (ValueError) when the model has no SE blocks, before reading any data

@@ -1,4 +1,5 @@
-"""Where datasets live on disk: ``--data-dir``, then ``$SENET_DATA``, then system folders; and where downloads go.
+"""Where datasets live on disk: ``--data-dir``, then ``$SENET_DATA``, then the download cache
+(:data:`DEFAULT_DOWNLOAD_DIR`), then system folders; and where downloads go.
 
 Nothing is downloaded unless the caller asks (``download=True`` / ``--download``); a failed download becomes a
 :class:`~senet.errors.SenetError` that says what to do offline.
@@ -24,8 +25,8 @@ DEFAULT_DOWNLOAD_DIR = Path("~/.cache/senet/data")
 T = TypeVar("T")
 
 
-def search_roots(data_dir: str | os.PathLike | None) -> list[Path]:
-    """The user's folders in search order: ``data_dir`` then ``$SENET_DATA`` (unset ones left out)."""
+def _user_roots(data_dir: str | os.PathLike | None) -> list[Path]:
+    """``data_dir`` then ``$SENET_DATA`` (unset ones left out)."""
     roots = []
     if data_dir is not None:
         roots.append(Path(data_dir).expanduser())
@@ -33,6 +34,12 @@ def search_roots(data_dir: str | os.PathLike | None) -> list[Path]:
     if env:
         roots.append(Path(env).expanduser())
     return roots
+
+
+def search_roots(data_dir: str | os.PathLike | None) -> list[Path]:
+    """The folders searched, in order: ``data_dir``, ``$SENET_DATA`` (unset ones left out), and last the download
+    cache :data:`DEFAULT_DOWNLOAD_DIR`, so that a dataset fetched once with ``--download`` is found later."""
+    return list(dict.fromkeys([*_user_roots(data_dir), DEFAULT_DOWNLOAD_DIR.expanduser()]))
 
 
 def candidate_dirs(roots: Iterable[Path], subfolders: Iterable[str], system: Iterable[Path] = ()) -> list[Path]:
@@ -48,7 +55,7 @@ def candidate_dirs(roots: Iterable[Path], subfolders: Iterable[str], system: Ite
 
 def download_root(data_dir: str | os.PathLike | None) -> Path:
     """The folder a download writes to: ``data_dir``, else ``$SENET_DATA``, else :data:`DEFAULT_DOWNLOAD_DIR`."""
-    roots = search_roots(data_dir)
+    roots = _user_roots(data_dir)
     return roots[0] if roots else DEFAULT_DOWNLOAD_DIR.expanduser()
 
 

@@ -250,11 +250,13 @@ def export_model(
         format: ``"onnx"`` or ``"torchscript"``.
         input_size: (C, H, W) of the example input; default the model's own (``default_input_size``).
         dynamic_batch: ONNX: leave the batch dimension symbolic. Either format is then checked at two batch sizes.
-        opset: ONNX opset (default 18).
+        opset: ONNX opset (default 18); giving one with another ``format`` raises ConfigError.
         verify: run the written file and compare with PyTorch within ``atol`` (ONNX needs onnxruntime).
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if opset is not None and format != "onnx":
+        raise ConfigError(f"--opset applies to --format onnx only (got --format {format} --opset {opset})")
     if opset is not None and (not isinstance(opset, int) or opset < 7):
         raise ConfigError(f"ONNX opset must be an integer >= 7, got {opset!r}")
     out = Path(out)

@@ -13,9 +13,10 @@ from torch import nn
 
 from senet.layers import AttentionBlock
 
-__all__ = ["named_se_blocks", "se_block_name"]
+__all__ = ["named_se_blocks", "parse_se_block_name", "se_block_name"]
 
 _RESNET_PATH = re.compile(r"^layer(\d+)\.(\d+)(?:\.|$)")
+_PAPER_NAME = re.compile(r"^SE_(\d+)_(\d+)$")
 
 
 def se_block_name(path: str) -> str:
@@ -24,6 +25,12 @@ def se_block_name(path: str) -> str:
     if m is None:
         return path
     return f"SE_{int(m.group(1)) + 1}_{int(m.group(2)) + 1}"
+
+
+def parse_se_block_name(name: str) -> tuple[int, int] | None:
+    """(stage, block) of a paper-style name (``SE_5_2`` -> ``(5, 2)``), or None for any other name (a module path)."""
+    m = _PAPER_NAME.match(name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def named_se_blocks(model: nn.Module) -> dict[str, nn.Module]:
