@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from senet import ECA, ChannelSpatialSE, ConfigError, EffectiveSE, GatherExcite, SpatialSE, SqueezeExcite, create_attn
+from senet import ECA, ChannelSpatialSE, EffectiveSE, GatherExcite, SpatialSE, SqueezeExcite, create_attn
 
 FAST = settings(max_examples=25, deadline=None)
 
@@ -247,3 +247,26 @@ def test_gather_excite_global_is_parameter_free_and_local_extent_varies_spatiall
     local = GatherExcite(8, extent=3)
     gate = local(x) / x
     assert not torch.allclose(gate[..., 0, 0], gate[..., 5, 5])
+
+
+@pytest.mark.parametrize("name, cls, kwargs", VARIANTS)
+def test_float64_input_keeps_float64_gate_and_output(name, cls, kwargs):
+    # The output was float64 even with a float32 gate (cast back for the scale); the gate's dtype tells them apart.
+    m = create_attn(name, 32, **kwargs).double()
+    seen = []
+    for n, sub in m.named_modules():
+        if n.endswith("gate"):
+            sub.register_forward_hook(lambda mod, i, o: seen.append(o.dtype))
+    y = m(torch.randn(2, 32, 5, 5, dtype=torch.float64))
+    assert y.dtype == torch.float64
+    assert seen and all(d == torch.float64 for d in seen)
+
+
+def test_is_exporting_guard_tolerates_torch_without_the_api(monkeypatch):
+    from senet.layers import squeeze_excite
+
+    monkeypatch.delattr(torch.compiler, "is_exporting", raising=False)
+    se = SqueezeExcite(8, 2)
+    x = torch.randn(2, 8, 3, 3, requires_grad=True)
+    se(x).sum().backward()
+    assert squeeze_excite._is_exporting() is False and x.grad is not None

@@ -302,3 +302,21 @@ def test_bad_inputs_name_what_was_expected():
     with pytest.raises(ConfigError, match="expects input"):
         m(torch.randn(3, 64, 64))
     assert create_model("resnet18", in_chans=1).eval()(torch.randn(1, 1, 32, 32)).shape == (1, 1000)
+
+
+def test_reduction_is_checked_against_each_blocks_real_width():
+    # The narrowest SE of SE-ResNet-50 has C=256, so r=128 (C/r=2) is valid everywhere.
+    m = meta_model("se_resnet50", reduction=128)
+    widths = sorted((b.channels, b.rd_channels) for b in m.modules() if isinstance(b, SqueezeExcite))
+    assert widths[0] == (256, 2)
+    with pytest.raises(ConfigError, match="C=16"):  # SE-ResNet-20's first stage has 16 channels
+        meta_model("se_resnet20", reduction=64)
+
+
+def test_unknown_option_names_are_refused_before_any_block_is_built():
+    with pytest.raises(ConfigError, match=r"SqueezeExcite does not take option\(s\) extent"):
+        make_attn_factory("se", attn_kwargs={"extent": 2})
+    with pytest.raises(ConfigError, match=r"ChannelSpatialSE does not take option\(s\) kernel_size"):
+        make_attn_factory("scse", attn_kwargs={"kernel_size": 3})
+    build = make_attn_factory("scse", reduction=4, attn_kwargs={"combine": "max", "squeeze": "max"})
+    assert build(32).combine == "max" and build(32).cse.rd_channels == 8

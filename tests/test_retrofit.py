@@ -132,3 +132,35 @@ def test_add_se_twice_raises():
         model = add_se(torchvision.models.resnet18())
     with pytest.raises(ConfigError, match="already has SE blocks"):
         add_se(model)
+
+
+@pytest.mark.parametrize("name", ["resnet164", "resnet20"])
+def test_se_width_is_the_unit_output_width_also_for_preactivation_bottlenecks(name):
+    # A pre-activation bottleneck's bn3 normalises conv3's *input* (width channels); the SE must see conv3's output.
+    model = add_se(create_model(name, num_classes=10)).eval()
+    units = [m for m in model.modules() if getattr(m, "se", None) is not None]
+    assert units
+    for unit in units:
+        last_conv = unit.conv3 if hasattr(unit, "conv3") else unit.conv2
+        assert unit.se.channels == last_conv.out_channels
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def _se_below_256_channels(channels: int) -> nn.Module:
+    if channels >= 256:
+        raise ConfigError(f"no SE for C={channels}")
+    return SqueezeExcite(channels, 4)
+
+
+@pytest.mark.parametrize("make", [lambda: create_model("resnet18"), lambda: torchvision.models.resnet18()])
+def test_a_refused_se_block_leaves_the_model_untouched(make):
+    with torch.device("meta"):
+        model = make()  # stages of 64, 128, 256, 512 channels: the refused 256-channel units come after others
+    with pytest.raises(ConfigError, match="no SE for C=256"):
+        add_se(model, attn_layer=_se_below_256_channels)
+    assert not any(isinstance(m, SqueezeExcite) for m in model.modules())
+    assert not any(type(m).__name__.startswith("SE") for m in model.modules())
+    with pytest.raises(ConfigError, match="C=16"):  # a value error surfaces with the real width
+        add_se(create_model("resnet20"), reduction=32)
+    assert add_se(model, reduction=8) is model  # still a plain model, so the retry works

@@ -88,6 +88,16 @@ class PointwiseConv2d(nn.Conv2d):
         return super().forward(x)
 
 
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in max(float32, t.dtype) precision: low-precision input is promoted, float64 stays float64."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def _is_exporting() -> bool:
+    """True while ``torch.export`` / the dynamo ONNX exporter traces the model (False on torch without the API)."""
+    return bool(getattr(torch.compiler, "is_exporting", lambda: False)())
+
+
 class SqueezeExcite(AttentionBlock):
     """Squeeze-and-Excitation block, arXiv 1709.01507.
 
@@ -105,9 +115,10 @@ class SqueezeExcite(AttentionBlock):
         bias: biases on W1 and W2. The released models have them; the v4 ablations (section 6) removed them.
         act_layer: delta, the non-linearity between W1 and W2 (ReLU in the paper).
 
-    Deviations and conventions: the excitation is computed in float32 under autocast and cast back to U's dtype
-    for the scale, so low-precision training cannot round the gate to exactly 0 or 1. Submodules are ``fc1``
-    (W1), ``act`` (delta), ``fc2`` (W2) and ``gate`` (sigma): a forward hook on ``gate`` reads s.
+    Deviations and conventions: the gate sigma is applied in float32 (float64 for float64 input), also under
+    autocast; s is then cast to U's dtype and the scale U * s runs in that dtype, so in float16/bfloat16 the
+    output carries that format's rounding (an s near 0 or 1 may round to exactly 0 or 1). Submodules are
+    ``fc1`` (W1), ``act`` (delta), ``fc2`` (W2) and ``gate`` (sigma): a forward hook on ``gate`` reads s.
     """
 
     def __init__(
@@ -151,7 +162,7 @@ class SqueezeExcite(AttentionBlock):
 
     def _squeeze(self, x: torch.Tensor) -> torch.Tensor:
         if self.squeeze == "avg":
-            if x.requires_grad and not torch.compiler.is_exporting():
+            if x.requires_grad and not _is_exporting():
                 # Same value; the backward of a sum is a broadcast view of the small (N, C, 1, 1) gradient,
                 # while mean's backward writes a full-size tensor: ~20-30% off the SE's forward+backward.
                 return x.sum((2, 3), keepdim=True) * (1.0 / (x.shape[2] * x.shape[3]))
@@ -162,10 +173,11 @@ class SqueezeExcite(AttentionBlock):
         return x
 
     def excitation(self, x: torch.Tensor) -> torch.Tensor:
-        """Return s = sigma(W2 . delta(W1 . F_sq(U))) in float32, shape (N, C, 1, 1) (or (N, C, H, W) for NoSqueeze)."""
+        """Return s = sigma(W2 . delta(W1 . F_sq(U))) in max(float32, U's dtype), shape (N, C, 1, 1)
+        ((N, C, H, W) for NoSqueeze)."""
         check_channels(self, x)
         s = self.fc2(self.act(self.fc1(self._squeeze(x))))
-        return self.gate(s if s.dtype == torch.float64 else s.float())  # at least float32
+        return self.gate(at_least_float32(s))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.excitation(x).to(x.dtype)

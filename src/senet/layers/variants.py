@@ -1,6 +1,7 @@
 """Channel- and spatial-attention modules that later work built beside SE (SPEC section 7).
 
-Each is an :class:`~senet.layers.squeeze_excite.AttentionBlock` whose gate is a submodule named ``gate``.
+Each is an :class:`~senet.layers.squeeze_excite.AttentionBlock` whose gate is a submodule named ``gate``. As in
+SqueezeExcite, the gate runs in max(float32, input dtype) precision and the scale in the input's dtype.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from senet.errors import ConfigError
-from senet.layers.squeeze_excite import AttentionBlock, SqueezeExcite, check_channels, make_gate
+from senet.layers.squeeze_excite import AttentionBlock, SqueezeExcite, at_least_float32, check_channels, make_gate
 
 __all__ = ["ECA", "ChannelSpatialSE", "EffectiveSE", "GatherExcite", "SpatialSE"]
 
@@ -37,7 +38,7 @@ class SpatialSE(AttentionBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_channels(self, x)
-        return x * self.gate(self.conv(x).float()).to(x.dtype)
+        return x * self.gate(at_least_float32(self.conv(x))).to(x.dtype)
 
 
 class ChannelSpatialSE(AttentionBlock):
@@ -48,6 +49,8 @@ class ChannelSpatialSE(AttentionBlock):
     """
 
     COMBINES = ("add", "max", "mul")
+    #: Where ``**se_kwargs`` go; :func:`senet.layers.factory.check_option_names` checks option names against it.
+    forwards_options_to = SqueezeExcite
 
     def __init__(self, channels: int, reduction: float = 16, *, combine: str = "add", **se_kwargs) -> None:
         super().__init__()
@@ -96,7 +99,7 @@ class ECA(AttentionBlock):
         check_channels(self, x)
         n, c = x.shape[:2]
         y = self.conv(x.mean((2, 3)).view(n, 1, c)).view(n, c, 1, 1)
-        return x * self.gate(y.float()).to(x.dtype)
+        return x * self.gate(at_least_float32(y)).to(x.dtype)
 
 
 class EffectiveSE(AttentionBlock):
@@ -115,7 +118,7 @@ class EffectiveSE(AttentionBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_channels(self, x)
-        return x * self.gate(self.fc(x.mean((2, 3), keepdim=True)).float()).to(x.dtype)
+        return x * self.gate(at_least_float32(self.fc(x.mean((2, 3), keepdim=True)))).to(x.dtype)
 
 
 class GatherExcite(AttentionBlock):
@@ -142,4 +145,4 @@ class GatherExcite(AttentionBlock):
         else:
             g = F.avg_pool2d(x, self.extent, self.extent, ceil_mode=True, count_include_pad=False)
             g = F.interpolate(g, size=x.shape[-2:], mode="nearest")
-        return x * self.gate(g.float()).to(x.dtype)
+        return x * self.gate(at_least_float32(g)).to(x.dtype)

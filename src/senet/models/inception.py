@@ -1,4 +1,4 @@
-"""BN-Inception and SE-BN-Inception (arXiv 1709.01507, Table 2), plus the pieces every non-ResNet family shares.
+"""BN-Inception and SE-BN-Inception (arXiv 1709.01507, Table 2); the shared pieces live in :mod:`senet.models.common`.
 
 BN-Inception is the network of Ioffe & Szegedy, "Batch Normalization" (ICML 2015, Fig. 5): GoogLeNet with BN after
 every conv, 5x5 convs replaced by two 3x3 convs, and stride-2 modules 3c and 4e that concatenate a max-pooled

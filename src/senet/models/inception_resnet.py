@@ -3,8 +3,9 @@
 The network is Szegedy, Ioffe, Vanhoucke & Alemi, "Inception-v4, Inception-ResNet and the Impact of Residual
 Connections on Learning" (AAAI 2017), in the layout of its public release (TF-slim, and the ports in timm and
 Cadene's pretrainedmodels): stem to 192 x 35 x 35, ``mixed_5b`` (320), 10 x block A (35 x 35, residual scale
-0.17), ``mixed_6a`` (1088), 20 x block B (17 x 17, scale 0.10), ``mixed_7a`` (2080), 10 x block C (8 x 8, scale
-0.20; the last without the ReLU), a 1x1 conv to 1536, global pooling, classifier: 55.84M parameters.
+0.17), ``mixed_6a`` (1088), 20 x block B (17 x 17, scale 0.10), ``mixed_7a`` (2080), 10 x block C (8 x 8; scale
+0.20 for the first nine, while the tenth uses scale 1.0 and no ReLU), a 1x1 conv to 1536, global pooling,
+classifier: 55.84M parameters.
 
 SE-Inception-ResNet-v2 puts SE (hidden width C/16) on the non-identity branch of every residual Inception module,
 after the 1x1 up-projection and before the scaled addition (the paper's Fig. 2 and 3 applied to Inception-ResNet).

@@ -106,31 +106,36 @@ def _place(module: nn.Module, reference: nn.Module) -> nn.Module:
 
 
 def _retrofit_units(units: list[tuple[str, nn.Module]], factory: AttnFactory, stages: set[int] | None) -> int:
-    added = 0
+    # Build every SE block first: one refused by the layer (say r > C) then leaves the model untouched.
+    planned = []
     for path, unit in units:
         if stages is not None and _stage_of(path) not in stages:
             continue
-        last_bn = unit.bn3 if hasattr(unit, "bn3") else unit.bn2
-        se = _place(factory(last_bn.num_features), unit)
+        # The residual branch ends in its last conv; in a pre-activation bottleneck bn3 sits *before* conv3
+        # (width channels), so the unit's output width must come from the conv, not from a BN.
+        last_conv = unit.conv3 if hasattr(unit, "conv3") else unit.conv2
+        planned.append((unit, _place(factory(last_conv.out_channels), unit)))
+    for unit, se in planned:
         if isinstance(unit, ResidualUnit):
             unit.se = se
         else:
             unit.__class__ = _se_class(type(unit))
             unit.se = se
             unit.fused_tail = True
-        added += 1
-    return added
+    return len(planned)
 
 
 def _retrofit_vgg(features: nn.Sequential, factory: AttnFactory) -> int:
-    channels, added = None, 0
+    channels, planned = None, []
     for i, layer in enumerate(list(features)):
         if isinstance(layer, nn.Conv2d):
             channels = layer.out_channels
         elif isinstance(layer, (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.LeakyReLU)) and channels is not None:
-            features[i] = ActivationThenAttention(layer, _place(factory(channels), features[i - 1]))
-            channels, added = None, added + 1
-    return added
+            planned.append((i, _place(factory(channels), features[i - 1])))  # all built before any is attached
+            channels = None
+    for i, se in planned:
+        features[i] = ActivationThenAttention(features[i], se)
+    return len(planned)
 
 
 def add_se(
