@@ -47,3 +47,52 @@ def test_data_that_does_not_fit_the_model_is_refused(run_dir, capsys):
         evaluate(run_dir, "synthetic:classes=4,train=16,val=16")
     assert main(["evaluate", str(run_dir.parent / "nowhere")]) == 2
     assert "no such" in capsys.readouterr().err
+
+
+def test_cli_device_and_compile_reach_the_model(run_dir, tmp_path, capsys, monkeypatch):
+    import torch
+
+    from senet.train import loop
+
+    compiled, formats = [], []
+    real_loader = loop.evaluate_loader
+
+    def fake_compile(model, **kw):
+        compiled.append(model)
+        return model
+
+    def recording_loader(model, *args, **kw):
+        formats.append((kw["channels_last"], str(kw["device"])))
+        return real_loader(model, *args, **kw)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr(loop, "evaluate_loader", recording_loader)
+    assert main(["evaluate", str(run_dir), "--device", "cpu", "--compile", "--json", "--out", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(compiled) == 1 and doc["compiled"] and doc["device"] == "cpu"
+    assert formats == [(False, "cpu")]  # the run trained without channels_last
+    assert main(["evaluate", str(run_dir), "--device", "nonsense"]) == 2
+    assert "unknown device 'nonsense'" in capsys.readouterr().err
+
+
+def test_channels_last_is_used_when_the_run_trained_with_it(tmp_path, monkeypatch):
+    import torch
+
+    from senet.train import loop
+
+    out = tmp_path / "cl"
+    data = "synthetic:chans=3,size=16,train=64,val=32"  # 3 channels: channels-last strides differ from NCHW
+    trained = train({"model": "notebook_simple", "data": data, "epochs": 1, "batch_size": 32, "lr": 0.05,
+                     "progress": False, "channels_last": True, "out": str(out)})
+    seen = []
+    real_loader = loop.evaluate_loader
+
+    def recording_loader(model, *args, **kw):
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        seen.append((kw["channels_last"], conv.weight.is_contiguous(memory_format=torch.channels_last)))
+        return real_loader(model, *args, **kw)
+
+    monkeypatch.setattr(loop, "evaluate_loader", recording_loader)
+    result = evaluate(out, device="cpu", out=tmp_path / "e")
+    assert seen == [(True, True)] and result["channels_last"]
+    assert result["top1"] == pytest.approx(trained.final["val_top1"])

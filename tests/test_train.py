@@ -142,3 +142,74 @@ def test_cli_reports_bad_input_as_one_line(tmp_path, capsys):
 def test_train_accepts_a_config_object(tmp_path):
     result = train(TrainConfig(**{**RECIPE, "epochs": 1, "out": str(tmp_path / "obj")}))
     assert result.best_epoch == 1 and result.images_per_s > 0 and result.train_time > 0
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--strategy", "bogus"], "strategy=bogus"),
+    pytest.param(["--accelerator", "cuda"], "accelerator=cuda",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
+])
+def test_fabric_setup_errors_are_one_line_not_a_traceback(tmp_path, capsys, flags, words):
+    out = tmp_path / "hw"
+    assert main(["train", "--model", "notebook_simple", "--data", DATA, "--out", str(out), "--no-progress",
+                 *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("senet: error: cannot set up") and words in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_batch_larger_than_the_training_set_is_refused_before_the_folder_is_claimed(tmp_path):
+    out = tmp_path / "big"
+    with pytest.raises(ConfigError, match="batch_size 256 is larger than the training set"):
+        train({**RECIPE, "epochs": 1, "batch_size": 256, "out": str(out)})
+    assert not (out / "run.json").exists()
+    fixed = train({**RECIPE, "epochs": 1, "batch_size": 32, "out": str(out)})  # no --overwrite needed
+    assert fixed.best_epoch == 1
+
+
+def test_batch_check_compares_per_process_batch_with_per_process_share():
+    cfg = TrainConfig(**{**RECIPE, "batch_size": 64, "devices": 2})
+    loop_module._check_batch_fits(cfg, 64, world=2)  # 32 per process, 32 images each: fits
+    with pytest.raises(ConfigError, match="32 per process vs 31 images per process"):
+        loop_module._check_batch_fits(cfg, 62, world=2)
+
+
+class _FakeFabric:
+    """Rank ``rank`` of a 2-process Fabric: records whether code ran inside ``rank_zero_first``."""
+
+    world_size = 2
+
+    def __init__(self, rank: int, rank0_error: str | None = None) -> None:
+        self.global_rank, self.rank0_error, self.inside = rank, rank0_error, False
+
+    def rank_zero_first(self, local: bool = False):
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            self.inside = True
+            yield
+            self.inside = False
+        return ctx()
+
+    def broadcast(self, obj, src=0):
+        return obj if self.global_rank == 0 else self.rank0_error
+
+
+def test_several_processes_load_the_data_rank_zero_first(monkeypatch):
+    import senet.data
+
+    seen = []
+
+    def fake_load(name, **kw):
+        seen.append((name, kw["download"], fabric.inside))
+        return "bundle"
+
+    monkeypatch.setattr(senet.data, "load_dataset", fake_load)
+    cfg = TrainConfig(**{**RECIPE, "devices": 2, "download": True})
+    fabric = _FakeFabric(rank=1)
+    assert loop_module._load_data(fabric, cfg) == "bundle"
+    assert seen == [(DATA, True, True)]  # loaded inside rank_zero_first: rank 1 waits for rank 0's download
+    fabric = _FakeFabric(rank=1, rank0_error="no Fashion-MNIST files in /nowhere")
+    with pytest.raises(SenetError, match="/nowhere"):  # rank 0's failure stops the other ranks too
+        loop_module._load_data(fabric, cfg)

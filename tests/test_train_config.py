@@ -110,3 +110,36 @@ def test_topk_and_confusion():
     assert meter.confusion.tolist() == [[0, 0, 0], [1, 0, 0], [1, 0, 1]]
     assert meter.per_class_accuracy() == [None, 0.0, 0.5]
     assert not math.isnan(s["top5"])
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_milestones_are_refused_outside_the_step_schedule(schedule):
+    with pytest.raises(ConfigError, match="milestones only apply to --schedule step"):
+        _cfg(schedule=schedule, milestones=[2], epochs=4).validate()
+    _cfg(schedule="step", milestones=[2], epochs=4).validate()
+
+
+def test_time_to_accuracy_config_is_a_train_recipe():
+    import pathlib
+
+    path = pathlib.Path(__file__).parent.parent / "configs" / "fmnist_se_fast.yaml"
+    args = build_parser().parse_args(["train", "--config", str(path), "--epochs", "1"])
+    values, extra = recipe_from_args(args)
+    cfg = make_config(values).validate()
+    assert extra == {} and cfg.epochs == 1  # flags override the file
+    assert (cfg.model, cfg.data, cfg.schedule, cfg.batch_size, cfg.lr) == ("se_resnet20", "fashion-mnist",
+                                                                            "onecycle", 128, 0.1)
+    assert cfg.channels_last and cfg.label_smoothing == 0.1 and cfg.momentum == 0.9
+    assert make_config(load_config_file(path)[0]).epochs == 10
+    assert "93%" in path.read_text() and "README" in path.read_text()
+
+
+def test_train_refuses_a_compare_recipe_and_points_to_compare(capsys):
+    import pathlib
+
+    from senet.cli import main
+
+    demo = pathlib.Path(__file__).parent.parent / "configs" / "demo.yaml"
+    assert main(["train", "--config", str(demo)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("senet: error:") and f"senet compare --config {demo}" in err and "\n" not in err

@@ -27,7 +27,7 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--schedule", choices=("step", "cosine", "onecycle"),
                    help="step: lr/10 at 50%% and 75%% of the epochs (or --milestones); cosine; onecycle (default step)")
     g.add_argument("--milestones", type=int, nargs="+", metavar="EPOCH",
-                   help="epochs after which the step schedule divides the lr by 10")
+                   help="epochs after which the step schedule divides the lr by 10 (--schedule step only)")
     g.add_argument("--warmup", type=float, metavar="EPOCHS", help="linear lr warmup, in epochs (default 0)")
     g.add_argument("--label-smoothing", type=float, help="label smoothing of the loss (default 0)")
     g.add_argument("--seed", type=int, help="seed for weights, data order and augmentation (default 0)")

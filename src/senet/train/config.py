@@ -3,7 +3,7 @@
 Defaults follow the paper (arXiv 1709.01507, section 5.1 and the CIFAR recipe it cites): SGD with momentum 0.9,
 weight decay 1e-4, initial lr 0.1 divided by 10 at fixed epochs. With ``schedule="step"`` and no ``milestones``
 the lr drops at 50% and 75% of the epochs (He et al.'s CIFAR schedule: iterations 32k and 48k of 64k);
-``milestones`` lists other epochs.
+``milestones`` lists other epochs (step schedule only: with cosine or onecycle they are refused).
 """
 
 from __future__ import annotations
@@ -119,6 +119,8 @@ class TrainConfig:
             need(isinstance(self.milestones, (list, tuple)) and all(_is_int(m) and 1 <= m <= self.epochs
                                                                     for m in self.milestones),
                  f"milestones must be epochs in 1..{self.epochs}, got {self.milestones!r}")
+            need(self.schedule == "step",
+                 f"milestones only apply to --schedule step (got --schedule {self.schedule}); drop --milestones")
         need(str(self.precision) in PRECISIONS,
              f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         need(self.batch_size % self.world_size == 0,
@@ -194,7 +196,8 @@ def load_config_file(path: str | Path, *, extra_keys: tuple[str, ...] = ()) -> t
             train_keys[key] = value
         else:
             if key in ("models", "seeds"):
-                raise ConfigError(f"{path}: {raw_key!r} is a `senet compare` key; `senet train` takes one --model")
+                raise ConfigError(f"{path} is a `senet compare` recipe (it sets {raw_key!r}): run `senet compare "
+                                  f"--config {path}`, or drop models/seeds and give `senet train` one --model")
             known = list(_FIELDS) + list(extra_keys)
             close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""

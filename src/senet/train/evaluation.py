@@ -10,13 +10,26 @@ import re
 from pathlib import Path
 from typing import Any
 
-from senet.errors import SenetError
+from senet.errors import ConfigError, SenetError
 
 __all__ = ["default_eval_dir", "evaluate"]
 
 
 def _model_folder(path: Path) -> Path:
     return path if path.is_dir() else path.parent
+
+
+def _torch_device(name: str | None) -> Any:
+    """``name`` as a ``torch.device`` (CUDA when available if None); a bad or absent device raises one line."""
+    import torch
+
+    try:
+        device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SenetError(f"device {name!r} asks for CUDA but no CUDA GPU is available here; use --device cpu")
+    return device
 
 
 def default_eval_dir(model_path: str | Path, data: str) -> Path:
@@ -37,13 +50,17 @@ def evaluate(
     out: str | Path | None = None,
     progress: bool = False,
     device: str | None = None,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the model saved at ``model_path`` on the validation (test) split of ``data``.
 
     ``data`` defaults to the dataset the model was trained on (from its ``config.json``); ``device`` to CUDA when
-    available. Returns a dict with
-    ``top1``, ``top5``, ``loss`` (mean cross-entropy), ``count``, ``per_class`` (class name -> accuracy, as fractions),
-    ``confusion`` (rows: true, columns: predicted) and the paths of ``metrics.json`` and ``confusion.png``.
+    available. ``compile`` runs the model through ``torch.compile``; the channels-last memory format is used when
+    the run that saved the model trained with it (``train_config.channels_last`` in its ``config.json``).
+
+    Returns a dict with ``top1``, ``top5``, ``loss`` (mean cross-entropy), ``count``, ``per_class`` (class name ->
+    accuracy, as fractions), ``confusion`` (rows: true, columns: predicted), ``device``, ``channels_last``,
+    ``compiled`` and the paths of ``metrics.json`` and ``confusion.png``.
     """
     from senet.data import load_dataset, make_loader
     from senet.io import atomic_write_json, load_model, read_config
@@ -58,7 +75,7 @@ def evaluate(
         raise SenetError(f"{model_path} does not say which dataset it was trained on: pass --data NAME")
     import torch
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _torch_device(device)
     model = load_model(model_path, map_location=device)
     bundle = load_dataset(data, data_dir=data_dir, download=download, val_subset=val_subset, augment=False)
     kwargs = doc["model"].get("kwargs", {})
@@ -66,9 +83,13 @@ def evaluate(
         if key in kwargs and kwargs[key] != have:
             raise SenetError(f"the model in {model_path} was built for {key}={kwargs[key]} but {data!r} has "
                              f"{key}={have}: evaluate it on the data it was trained for")
+    channels_last = bool((doc.get("train_config") or {}).get("channels_last", False))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    forward_model = torch.compile(model) if compile else model
     loader = make_loader(bundle.val, batch_size, shuffle=False, workers=workers)
-    meter = evaluate_loader(model, loader, bundle.num_classes, device=device, progress=progress,
-                            desc=f"evaluate {data}")
+    meter = evaluate_loader(forward_model, loader, bundle.num_classes, device=device, progress=progress,
+                            desc=f"evaluate {data}", channels_last=channels_last)
     summary = meter.summary()
     names = list(bundle.class_names)
     out_dir = Path(out) if out is not None else default_eval_dir(model_path, data)
@@ -77,6 +98,7 @@ def evaluate(
         "top1": summary["top1"], "top5": summary["top5"], "loss": summary["loss"],
         "per_class": dict(zip(names, meter.per_class_accuracy())),
         "confusion": meter.confusion.tolist(),
+        "device": str(device), "channels_last": channels_last, "compiled": bool(compile),
         "metrics_json": str(out_dir / "metrics.json"), "confusion_png": str(out_dir / "confusion.png"),
     }
     title = f"{doc['model']['name']} on {data}: top-1 {summary['top1']:.4f}"

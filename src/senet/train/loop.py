@@ -79,8 +79,13 @@ def run_training(config: TrainConfig) -> TrainResult:
     from lightning_fabric import Fabric
 
     precision = "32-true" if config.precision in ("32", "32-true") else config.precision
-    fabric = Fabric(accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
-                    num_nodes=config.num_nodes, precision=precision)
+    try:
+        fabric = Fabric(accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
+                        num_nodes=config.num_nodes, precision=precision)
+    except (RuntimeError, ValueError, ImportError) as exc:  # --accelerator cuda without a GPU, unknown --strategy, tpu
+        reason = " ".join(str(exc).split())
+        raise SenetError(f"cannot set up accelerator={config.accelerator} strategy={config.strategy} "
+                         f"devices={config.devices} precision={config.precision}: {reason}") from exc
     return fabric.launch(_run, config)
 
 
@@ -140,15 +145,49 @@ def _on_rank_zero(fabric: Any, fn, *args) -> Any:
     return result
 
 
-def _run(fabric: Any, config: TrainConfig) -> TrainResult:
+def _load_data(fabric: Any, config: TrainConfig) -> Any:
+    """The dataset bundle; with several processes rank 0 loads first, so a ``--download`` fetches the files once.
+
+    A loading error on any process is caught inside ``rank_zero_first`` (so its barriers still meet) and rank 0's
+    error is raised on every process.
+    """
     from senet.data import load_dataset
 
+    def load() -> Any:
+        return load_dataset(config.data, data_dir=config.data_dir, download=config.download,
+                            train_subset=config.train_subset, val_subset=config.val_subset, augment=config.augment,
+                            seed=config.seed)
+
+    if fabric.world_size == 1:
+        return load()
+    bundle, error = None, None
+    with fabric.rank_zero_first():
+        try:
+            bundle = load()
+        except (SenetError, ValueError, OSError) as exc:
+            error = str(exc)
+    first_error = fabric.broadcast(error, 0)
+    if error or first_error:
+        raise SenetError(error or first_error)
+    return bundle
+
+
+def _check_batch_fits(config: TrainConfig, train_size: int, world: int) -> None:
+    """Refuse a per-process batch larger than the per-process share of the training set (no full batch to drop_last)."""
+    per_process_batch = config.batch_size // world
+    share = math.ceil(train_size / world)  # what a DistributedSampler (no drop_last) gives each process
+    if share < per_process_batch:
+        where = "" if world == 1 else f" ({per_process_batch} per process vs {share} images per process)"
+        raise ConfigError(f"batch_size {config.batch_size} is larger than the training set "
+                          f"({train_size} images){where}; lower --batch-size")
+
+
+def _run(fabric: Any, config: TrainConfig) -> TrainResult:
     out = config.out_dir
     _on_rank_zero(fabric, _check_out_dir, config)
     saved = st.load_train_state(out) if config.resume and (out / st.STATE_FILE).exists() else None
-    bundle = load_dataset(config.data, data_dir=config.data_dir, download=config.download,
-                          train_subset=config.train_subset, val_subset=config.val_subset, augment=config.augment,
-                          seed=config.seed)
+    bundle = _load_data(fabric, config)
+    _check_batch_fits(config, len(bundle.train), fabric.world_size)  # before the run folder is claimed
     kwargs = model_kwargs_for(config, bundle)
     model, forward_model, fopt = _setup_model(fabric, config, kwargs, saved)
     start_epoch, step, history, best = 0, 0, [], {"top1": -1.0, "epoch": 0}
@@ -237,9 +276,6 @@ def _make_loaders(fabric: Any, config: TrainConfig, bundle: Any) -> tuple[Distri
     world, rank = fabric.world_size, fabric.global_rank
     per_process_batch = config.batch_size // world
     sampler = DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
-    if len(sampler) < per_process_batch:
-        raise ConfigError(f"batch_size {config.batch_size} is larger than the training set "
-                          f"({len(bundle.train)} images); lower --batch-size")
     train_loader = make_loader(bundle.train, per_process_batch, shuffle=False, workers=config.workers,
                                seed=config.seed, drop_last=True, sampler=sampler)
     val_loader = make_loader(bundle.val, per_process_batch, shuffle=False, workers=config.workers, seed=config.seed,
@@ -273,7 +309,7 @@ def _train_one_epoch(fabric: Any, model: nn.Module, optimizer: Any, batches: Any
         if hasattr(batches, "set_postfix"):
             rate = seen * fabric.world_size / max(time.perf_counter() - start, 1e-9)
             batches.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}", img_s=f"{rate:.0f}",
-                                lr=f"{lr:.4g}")
+                                lr=f"{lr:.4g}", refresh=False)  # redraw at the bar's own interval
     if hasattr(batches, "close"):
         batches.close()
     totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=fabric.device)
