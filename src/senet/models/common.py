@@ -1,4 +1,4 @@
-"""Pieces the non-ResNet families share (BN-Inception, Inception-ResNet-v2, VGG, MobileNet, ShuffleNet).
+"""Pieces every model family shares (ResNet, BN-Inception, Inception-ResNet-v2, VGG, MobileNet, ShuffleNet).
 
 :class:`ConvBnAct` (conv -> BN -> ReLU), :class:`ClassifierNet` (input checks, ``forward_features`` /
 ``forward_head`` / ``forward``) and :func:`init_conv_bn` (He-normal convs, identity BN).
@@ -28,7 +28,7 @@ class ConvBnAct(nn.Sequential):
 
 
 class ClassifierNet(nn.Module):
-    """Base of the non-ResNet families: checks the input, then ``forward_head(forward_features(x))``.
+    """Base of every classifier family here: checks the input, then ``forward_head(forward_features(x))``.
 
     Subclasses set ``in_chans``, ``min_input_size``, ``num_features``, ``drop`` and ``fc`` (via :meth:`init_head`)
     and implement :meth:`forward_body`. ``num_classes=0`` makes ``fc`` an identity: the model returns pooled
@@ -65,7 +65,8 @@ class ClassifierNet(nn.Module):
         h, w = x.shape[-2:]
         if h < self.min_input_size or w < self.min_input_size:
             m = self.min_input_size
-            raise ConfigError(f"{name}: input {h}x{w} is too small; the minimum is {m}x{m}")
+            raise ConfigError(f"{name}: input {h}x{w} is too small; the network downsamples by {m}, so the minimum "
+                              f"is {m}x{m}")
 
     def forward_body(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """The network between the input check and the head."""

@@ -30,6 +30,7 @@ from senet.models.blocks import (
     conv3x3,
     projection_shortcut,
 )
+from senet.models.common import ClassifierNet, init_conv_bn
 from senet.models.registry import register_model
 
 __all__ = ["BLOCKS", "STEMS", "ResNet", "build_resnet", "check_se_stages"]
@@ -41,7 +42,7 @@ STEMS = ("default", "deep", "cifar")
 STEM_POOLS = ("pad", "ceil")
 
 
-class ResNet(nn.Module):
+class ResNet(ClassifierNet):
     """A ResNet / ResNeXt / SE-ResNet with the paper's options (see the module docstring).
 
     Args:
@@ -110,12 +111,7 @@ class ResNet(nn.Module):
             )
         if down_kernel_size not in (1, 3):
             raise ConfigError(f"down_kernel_size must be 1 or 3, got {down_kernel_size!r}")
-        if not isinstance(in_chans, int) or in_chans < 1:
-            raise ConfigError(f"in_chans must be a positive integer, got {in_chans!r}")
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ConfigError(f"num_classes must be an integer >= 0, got {num_classes!r}")
-        if not 0.0 <= drop_rate < 1.0:
-            raise ConfigError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
+        self.check_in_chans(in_chans)
         stages = len(layers)
         se_opts = {"reduction": reduction, "squeeze": squeeze, "gate": gate, "se_bias": se_bias}
         attn_factory = _attn_factory(attn_layer, se_position, se_opts, attn_kwargs)
@@ -152,10 +148,8 @@ class ResNet(nn.Module):
                 u.relu_before_attn = relu_before_attn
             self.add_module(f"layer{i + 1}", nn.Sequential(*units))
             inplanes = out_ch
-        self.num_features = inplanes
         self.final_bn = nn.BatchNorm2d(inplanes) if preact else None
-        self.drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(inplanes, num_classes) if num_classes else nn.Identity()
+        self.init_head(inplanes, num_classes, drop_rate)
         self._init_weights(zero_init_last)
 
     # -- construction helpers ------------------------------------------------------------------------------
@@ -180,42 +174,15 @@ class ResNet(nn.Module):
             self.maxpool = nn.MaxPool2d(3, 2, padding=1) if pool == "pad" else nn.MaxPool2d(3, 2, ceil_mode=True)
 
     def _init_weights(self, zero_init_last: bool) -> None:
-        # He-normal convs and unit BNs; attention modules keep their own initialisation.
-        units = [u for u in self.modules() if isinstance(u, ResidualUnit) and u.se is not None]
-        attn = {id(m) for u in units for m in u.se.modules()}
-        for m in self.modules():
-            if id(m) in attn:
-                continue
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)  # He-normal convs, identity BNs; attention modules keep their own initialisation
         if zero_init_last:
             for m in self.modules():
                 if isinstance(m, ResidualUnit) and not m.preact:
                     nn.init.zeros_(m.bn3.weight if isinstance(m, Bottleneck) else m.bn2.weight)
 
     # -- forward -------------------------------------------------------------------------------------------
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise a ConfigError for an input that is not (N, in_chans, H, W) with H, W >= :attr:`min_input_size`."""
-        name = (getattr(self, "senet_config", None) or {}).get("name", type(self).__name__)
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ConfigError(
-                f"{name} expects input of shape (N, {self.in_chans}, H, W) ({self.in_chans} channels); "
-                f"received {tuple(x.shape)}"
-            )
-        h, w = x.shape[-2:]
-        if h < self.min_input_size or w < self.min_input_size:
-            m = self.min_input_size
-            raise ConfigError(
-                f"{name}: input {h}x{w} is too small; the network downsamples by {m}, so the minimum is {m}x{m}"
-            )
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_body(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and residual stages: (N, in_chans, H, W) -> (N, num_features, H/s, W/s)."""
-        if not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()):
-            self.check_input(x)
         for k in range(1, self.stem_convs + 1):
             x = getattr(self, f"conv{k}")(x)
             bn = getattr(self, f"bn{k}", None)
@@ -229,13 +196,6 @@ class ResNet(nn.Module):
             x = self.relu(self.final_bn(x))
         return x
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global average pool, dropout, classifier (``pre_logits=True`` stops before the classifier)."""
-        x = self.drop(x.mean((2, 3)))
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _resolve_block(block: str | type[ResidualUnit]) -> type[ResidualUnit]:
