@@ -31,6 +31,7 @@ def test_se_resnet20_learns_fashion_mnist_and_the_run_evaluates_and_excites(tmp_
     })
     # 10 classes (chance 10%); a linear classifier on raw pixels reaches ~80% on the full set.
     assert result.final["val_top1"] > 0.65
+    capsys.readouterr()  # drop the per-epoch lines training printed
 
     assert main(["evaluate", str(out), "--data", "fashion-mnist", "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
