@@ -4,8 +4,8 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -43,5 +43,6 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
 
 
 def test_console_script_exit_code_without_traceback():
-    proc = subprocess.run([sys.executable, "-m", "senet.cli", "summary", "nope"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "senet.cli", "summary", "nope"], check=False, capture_output=True,
+                          text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("senet: error: unknown model") and "Traceback" not in proc.stderr

@@ -46,4 +46,4 @@ def test_se_resnet20_learns_fashion_mnist_and_the_run_evaluates_and_excites(tmp_
     text = json.dumps(blocks)
     assert "SE_2_1" in text and "SE_4_3" in text
     model = senet.load_model(out)
-    assert list(senet.named_se_blocks(model))[0] == "SE_2_1"
+    assert next(iter(senet.named_se_blocks(model))) == "SE_2_1"

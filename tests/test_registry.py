@@ -37,7 +37,7 @@ def test_notebook_model_rejects_wrong_input_shape():
 def test_registering_a_name_twice_raises():
     with pytest.raises(ValueError, match="already registered"):
         @register_model
-        def notebook_simple():  # noqa: F811
+        def notebook_simple():
             return torch.nn.Identity()
 
 

@@ -8,6 +8,7 @@ from senet.analysis.surgery import remove_se
 from senet.complexity import MACS_CONVENTION, count_params, model_complexity
 from senet.data import DatasetBundle, load_dataset, make_loader
 from senet.errors import ConfigError, SenetError
+from senet.interop import convert_weights, export_model
 from senet.io import load_model, save_model
 from senet.layers import (
     ECA,
@@ -21,7 +22,6 @@ from senet.layers import (
 )
 from senet.models import create_model, list_models, named_se_blocks, register_model
 from senet.models.retrofit import add_se
-from senet.interop import convert_weights, export_model
 
 __version__ = "0.1.0"
 

@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from senet.errors import ConfigError
 from senet.layers import AttentionBlock
 
-__all__ = ["model_complexity", "count_params", "se_params", "MACS_CONVENTION"]
+__all__ = ["MACS_CONVENTION", "count_params", "model_complexity", "se_params"]
 
 MACS_CONVENTION = (
     "multiply-adds of conv and linear layers + 1 op per element for each SE block's pooling and scaling"
