@@ -13,18 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from senet.plotting import pyplot, save_figure
+
 __all__ = ["plot_class_means", "plot_depth", "plot_within_class", "sample_channels", "write_charts"]
 
 MAX_CHANNELS = 50
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def sample_channels(channels: int, limit: int = MAX_CHANNELS) -> np.ndarray:
@@ -53,20 +46,12 @@ def _finish(fig, path: Path, legend_handles=None, legend_labels=None, ncol: int 
     if legend_handles:
         fig.legend(legend_handles, legend_labels, loc="lower center", ncol=min(ncol, len(legend_labels)),
                    frameon=False, fontsize=9)
-        fig.tight_layout(rect=(0, 0.07, 1, 0.96))
-    else:
-        fig.tight_layout(rect=(0, 0, 1, 0.96))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, rect=(0, 0.07 if legend_handles else 0, 1, 0.96))
 
 
 def plot_class_means(report, path: str | Path) -> Path:
     """Fig. 6: per chosen block, the class-mean excitation of each chosen class and the mean over all classes."""
-    plt = _pyplot()
+    plt = pyplot()
     blocks = [b for b in report.chosen_blocks if b in report.stats]
     counts = sorted({report.images_per_class[k] for k in report.classes})
     per = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
@@ -96,7 +81,7 @@ def plot_class_means(report, path: str | Path) -> Path:
 
 def plot_within_class(report, path: str | Path, class_index: int | None = None) -> Path:
     """Fig. 7: mean excitation with a +-1 std band over the images of one class (default: the first chosen)."""
-    plt = _pyplot()
+    plt = pyplot()
     k = report.classes[0] if class_index is None else class_index
     blocks = [b for b in report.chosen_blocks if b in report.stats]
     fig, axes = _grid(plt, len(blocks), f"Excitation within class '{report.class_names[k]}' "
@@ -121,7 +106,7 @@ def plot_within_class(report, path: str | Path, class_index: int | None = None) 
 
 def plot_depth(report, path: str | Path) -> Path:
     """Class specificity and saturation of every block by depth (forward order), stages separated."""
-    plt = _pyplot()
+    plt = pyplot()
     names = [b for b in report.blocks if b in report.metrics]
     x = np.arange(len(names))
 
@@ -151,12 +136,7 @@ def plot_depth(report, path: str | Path) -> Path:
     bottom.set_xticklabels(names, rotation=60 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center",
                            fontsize=8)
     bottom.set_xlabel("SE block (input side -> output side)", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_charts(report, out_dir: str | Path) -> dict[str, Path]:

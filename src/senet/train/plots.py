@@ -5,23 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from senet.plotting import pyplot, save_figure
+
 __all__ = ["plot_confusion", "plot_curves"]
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str | Path, title: str = "") -> Path:
     """Row-normalised confusion matrix (rows: true class, columns: predicted), counts written in the cells."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(confusion, dtype=float)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     n = len(class_names)
@@ -40,19 +33,14 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title or "confusion matrix")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_curves(curves: dict[str, list[list[dict[str, Any]]]], path: str | Path, title: str = "") -> Path:
     """Val top-1 and train loss per epoch: one line per model (mean over seeds), a band for min..max."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
     for label, runs in curves.items():
         epochs = min(len(h) for h in runs)
@@ -74,9 +62,4 @@ def plot_curves(curves: dict[str, list[list[dict[str, Any]]]], path: str | Path,
         ax.legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
