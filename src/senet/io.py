@@ -253,6 +253,20 @@ def check_data_fits_model(
                              f"use it on the data it was trained for")
 
 
+def saved_dataset_name(doc: dict[str, Any], data: str | None = None, *, source: str = "the saved model") -> str:
+    """``data`` if given, else the dataset name a saved run recorded in its config (``doc["dataset"]``).
+
+    Raises :class:`~senet.errors.SenetError` asking for ``--data NAME`` when neither says which dataset to use.
+    """
+    if data:
+        return data
+    info = doc.get("dataset")
+    name = info.get("name") if isinstance(info, dict) else info
+    if not isinstance(name, str) or not name:
+        raise SenetError(f"{source} does not record which dataset it was trained on: pass --data NAME")
+    return name
+
+
 def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model from a folder (or weights/config file) written by :func:`save_model` or ``senet train``."""
     from senet.models import create_model

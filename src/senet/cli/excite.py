@@ -44,16 +44,6 @@ def _stages(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected stage numbers such as 5 or 4,5, got {text!r}") from None
 
 
-def _dataset_name(args: argparse.Namespace, saved: dict) -> str:
-    if args.data:
-        return args.data
-    info = saved.get("dataset")
-    name = info.get("name") if isinstance(info, dict) else info
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{args.model_dir}/config.json records no dataset: pass --data NAME")
-    return name
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -61,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from senet.analysis.recorder import channel_gates
     from senet.analysis.report import report_rows
     from senet.data import load_dataset
-    from senet.io import load_model
+    from senet.io import load_model, saved_dataset_name
 
     for flag, value in (("--per-class", args.per_class), ("--batch-size", args.batch_size),
                         ("--eval-images", args.eval_images)):
@@ -73,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model_dir)
     channel_gates(model)  # fail fast (ValueError) when the model has no SE blocks, before reading any data
     saved = getattr(model, "senet_saved_config", {}) or {}
-    data_name = _dataset_name(args, saved)
+    data_name = saved_dataset_name(saved, args.data, source=f"{args.model_dir}/config.json")
     bundle = load_dataset(data_name, data_dir=args.data_dir, augment=False)  # analysis never augments
     result = run_analysis(
         model, bundle, args.out, split=args.split, classes=args.classes, per_class=args.per_class,

@@ -63,26 +63,20 @@ def evaluate(
     ``compiled`` and the paths of ``metrics.json`` and ``confusion.png``.
     """
     from senet.data import load_dataset, make_loader
-    from senet.io import atomic_write_json, load_model, read_config
+    from senet.io import atomic_write_json, check_data_fits_model, load_model, read_config, saved_dataset_name
     from senet.train.loop import evaluate_loader
     from senet.train.plots import plot_confusion
 
     model_path = Path(model_path)
     doc = read_config(model_path)
-    saved_data = (doc.get("dataset") or {}).get("name")
-    data = data or saved_data
-    if not data:
-        raise SenetError(f"{model_path} does not say which dataset it was trained on: pass --data NAME")
+    data = saved_dataset_name(doc, data, source=str(model_path))
     import torch
 
     device = _torch_device(device)
     model = load_model(model_path, map_location=device)
     bundle = load_dataset(data, data_dir=data_dir, download=download, val_subset=val_subset, augment=False)
-    kwargs = doc["model"].get("kwargs", {})
-    for key, have in (("num_classes", bundle.num_classes), ("in_chans", bundle.in_chans)):
-        if key in kwargs and kwargs[key] != have:
-            raise SenetError(f"the model in {model_path} was built for {key}={kwargs[key]} but {data!r} has "
-                             f"{key}={have}: evaluate it on the data it was trained for")
+    check_data_fits_model(doc["model"], num_classes=bundle.num_classes, in_chans=bundle.in_chans,
+                          model_source=f"the model in {model_path}", data_name=repr(data))
     channels_last = bool((doc.get("train_config") or {}).get("channels_last", False))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
