@@ -9,14 +9,7 @@ from torch import nn
 from senet.analysis import ClassStats, ExcitationRecorder, block_metrics, channel_gates
 from senet.layers import ChannelSpatialSE, GatherExcite, SpatialSE, SqueezeExcite
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one intra-op thread is faster than two on a shared machine, and frugal."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.one_thread
 
 K = 4  # classes
 
