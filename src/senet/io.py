@@ -29,12 +29,14 @@ __all__ = [
     "atomic_save_safetensors",
     "atomic_write_bytes",
     "atomic_write_json",
+    "build_for_loading",
     "check_data_fits_model",
     "load_model",
     "load_state_dict_strict",
     "read_config",
     "read_state_dict",
     "save_model",
+    "saved_dataset_name",
 ]
 
 WEIGHTS_FILE = "model.safetensors"
@@ -267,13 +269,28 @@ def saved_dataset_name(doc: dict[str, Any], data: str | None = None, *, source: 
     return name
 
 
-def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a model from a folder (or weights/config file) written by :func:`save_model` or ``senet train``."""
+def build_for_loading(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    """``create_model(name, **kwargs)`` with uninitialised CPU storage, for a strict state-dict load to fill.
+
+    The random initialisation would be overwritten anyway (seconds for SENet-154), so the model is built on the meta
+    device and given empty storage. A model with non-persistent buffers, which a state dict does not fill, is built
+    normally.
+    """
     from senet.models import create_model
 
+    with torch.device("meta"):
+        model = create_model(name, **kwargs)
+    persistent = set(model.state_dict())
+    if any(k not in persistent for k, _ in model.named_buffers()):
+        return create_model(name, **kwargs)
+    return model.to_empty(device="cpu")
+
+
+def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model from a folder (or weights/config file) written by :func:`save_model` or ``senet train``."""
     doc = read_config(path)
     entry = doc["model"]
-    model = create_model(entry["name"], **entry["kwargs"])
+    model = build_for_loading(entry["name"], entry["kwargs"])
     weights, _ = _resolve(path)
     load_state_dict_strict(model, read_state_dict(weights), str(weights))
     model.senet_saved_config = doc

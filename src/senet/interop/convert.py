@@ -106,15 +106,11 @@ def _build(name: str, kwargs: dict[str, Any], device: str | None = None) -> nn.M
 
 
 def _build_empty(name: str, kwargs: dict[str, Any]) -> nn.Module:
-    """The model with uninitialised CPU storage: every tensor is about to be overwritten by the strict load, so the
-    random initialisation is skipped (seconds for SENet-154). Models with non-persistent buffers, which a state dict
-    would not fill, are built normally."""
-    model = _build(name, kwargs, device="meta")
-    persistent = set(model.state_dict())
-    if any(k not in persistent for k, _ in model.named_buffers()):
-        return _build(name, kwargs)
-    model.to_empty(device="cpu")
-    return model
+    """:func:`senet.io.build_for_loading`, refusing models outside the ResNet family first."""
+    from senet.io import build_for_loading
+
+    _build(name, kwargs, device="meta")
+    return build_for_loading(name, kwargs)
 
 
 def _fill_bn_counters(model: nn.Module, state: StateDict) -> list[str]:
