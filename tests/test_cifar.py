@@ -7,7 +7,7 @@ import torch
 
 from senet import ConfigError, create_model, list_models, model_complexity
 
-CIFAR = ["resnet20", "resnet32", "resnet56", "resnet110", "resnet164", "wrn16_8"]
+CIFAR = ["resnet8", "resnet14", "resnet20", "resnet32", "resnet56", "resnet110", "resnet164", "wrn16_8"]
 ALL = CIFAR + [f"se_{n}" for n in CIFAR]
 
 
@@ -47,6 +47,8 @@ def test_deep_nets_on_meta(name, in_chans, size):
 @pytest.mark.parametrize(
     "name, params",
     [
+        ("resnet8", 78_042),  # 1 unit per stage
+        ("resnet14", 175_258),  # 2 units per stage
         ("resnet20", 272_474),  # 0.27M as in He et al. (option-B projections add ~2k)
         ("resnet110", 1_730_714),  # 1.7M
         ("resnet164", 1_703_258),  # pre-activation ResNet-164: 1.7M
@@ -89,3 +91,28 @@ def test_too_small_input_names_the_minimum():
 def test_cifar_se_stages_are_2_to_4():
     with pytest.raises(ConfigError, match="stages are numbered 2..4"):
         create_model("se_resnet20", se_stages=[5])
+
+
+def test_stride_two_stem_quarters_the_pixels():
+    """``stem_stride=2`` (the fast Fashion-MNIST shapes): every stage at half the side, a quarter of the MACs."""
+    plain = create_model("se_resnet14", in_chans=1)
+    fast = create_model("se_resnet14", in_chans=1, stem_stride=2)
+    assert fast.conv1.stride == (2, 2) and plain.conv1.stride == (1, 1)
+    feats = fast.forward_body(torch.randn(2, 1, 28, 28))
+    assert feats.shape == (2, 64, 4, 4)  # 28 -> 14 -> 7 -> 4
+    macs = [model_complexity(m, (1, 28, 28))["macs"] for m in (plain, fast)]
+    assert 0.22 < macs[1] / macs[0] < 0.30
+    assert fast.min_input_size == 8
+    with pytest.raises(ConfigError, match="minimum is 8x8"):
+        fast(torch.randn(1, 1, 7, 7))
+
+
+@pytest.mark.parametrize("kwargs", [{"stem_stride": 3}, {"stem_stride": 0}])
+def test_stem_stride_refuses_other_values(kwargs):
+    with pytest.raises(ConfigError, match="stem_stride must be 1 or 2"):
+        create_model("resnet20", **kwargs)
+
+
+def test_stem_stride_only_for_the_cifar_stem():
+    with pytest.raises(ConfigError, match="only applies to stem='cifar'"):
+        create_model("resnet50", stem_stride=2)

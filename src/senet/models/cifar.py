@@ -1,9 +1,9 @@
 """CIFAR-size residual networks (32x32 or 28x28 input, any ``in_chans``), built from the same :class:`ResNet` family.
 
-All have a 3x3 stride-1 stem of 16 channels, three residual stages (the paper's stages 2..4, so SE blocks are
+All have a 3x3 stride-1 stem of 16 channels (``stem_stride=2`` halves every stage's resolution), three residual stages (the paper's stages 2..4, so SE blocks are
 named ``SE_2_*``..``SE_4_*``), no max-pool, and downsample by 4 in total; ``num_classes`` defaults to 10.
 
-* ``resnet20/32/56/110`` - He et al. 2016's CIFAR ResNets: post-activation basic units, (depth - 2) / 6 per stage,
+* ``resnet8/14/20/32/56/110`` - He et al. 2016's CIFAR ResNets: post-activation basic units, (depth - 2) / 6 per stage,
   widths 16/32/64. Deviation: downsampling shortcuts are 1x1 projections + BN (option B) instead of the original
   zero-padded identity (option A), so they carry a few more parameters (ResNet-110: 1.73M vs 1.70M).
 * ``resnet164`` - the **pre-activation** bottleneck ResNet-164 (He et al., "Identity Mappings", the 5.46% CIFAR-10
@@ -33,6 +33,18 @@ def cifar_resnet(depth: int, se: bool, kwargs: dict[str, Any]) -> ResNet:
     """A post-activation CIFAR ResNet of ``depth`` = 6n + 2 layers (n basic units per stage)."""
     n = (depth - 2) // 6
     return build_resnet("basic", (n, n, n), {**_CIFAR, **(_SE if se else {})}, kwargs)
+
+
+@register_model
+def resnet8(**kwargs: Any) -> ResNet:
+    """CIFAR ResNet-8 (1 basic unit per stage): the shallowest of the family, for fast small-image recipes."""
+    return cifar_resnet(8, False, kwargs)
+
+
+@register_model
+def resnet14(**kwargs: Any) -> ResNet:
+    """CIFAR ResNet-14 (2 basic units per stage)."""
+    return cifar_resnet(14, False, kwargs)
 
 
 @register_model
@@ -69,6 +81,18 @@ def resnet164(**kwargs: Any) -> ResNet:
 def wrn16_8(**kwargs: Any) -> ResNet:
     """Wide ResNet 16-8 (pre-activation, 2 basic units per stage, widths 128/256/512; CIFAR-10 error 4.27%)."""
     return build_resnet("basic", (2, 2, 2), _WRN16_8, kwargs)
+
+
+@register_model
+def se_resnet8(**kwargs: Any) -> ResNet:
+    """SE-ResNet-8 for CIFAR (SE blocks SE_2_1, SE_3_1, SE_4_1)."""
+    return cifar_resnet(8, True, kwargs)
+
+
+@register_model
+def se_resnet14(**kwargs: Any) -> ResNet:
+    """SE-ResNet-14 for CIFAR (SE blocks SE_2_1..SE_4_2)."""
+    return cifar_resnet(14, True, kwargs)
 
 
 @register_model

@@ -50,6 +50,8 @@ class ResNet(ClassifierNet):
         layers: units per residual stage; stage i of ``layers`` is the paper's stage i + 2 (conv{i+2}_x).
         widths: ``planes`` of each stage (the output is ``planes * expansion``).
         stem, stem_width: see :data:`STEMS`; ``stem_width`` is the stem's output channels.
+        stem_stride: stride of the ``"cifar"`` stem's 3x3 conv (1, or 2 to run every stage at a quarter of the
+            pixels - the cheap Fashion-MNIST recipe); the other stems always downsample by 4.
         stem_pool: ``"pad"`` (3x3 s2 max-pool with padding 1, torchvision) or ``"ceil"`` (no padding, ceil mode,
             as the Caffe release and its ports).
         groups, base_width: ResNeXt cardinality and width per group.
@@ -79,6 +81,7 @@ class ResNet(ClassifierNet):
         widths: Sequence[int] = (64, 128, 256, 512),
         stem: str = "default",
         stem_width: int = 64,
+        stem_stride: int = 1,
         stem_pool: str = "pad",
         groups: int = 1,
         base_width: int = 64,
@@ -109,6 +112,9 @@ class ResNet(ClassifierNet):
             raise ConfigError(
                 f"layers must be positive unit counts, one per width {tuple(widths)}, got {tuple(layers)}"
             )
+        if stem_stride not in (1, 2) or (stem != "cifar" and stem_stride != 1):
+            raise ConfigError(f"stem_stride must be 1 or 2 and only applies to stem='cifar' (got stem_stride="
+                              f"{stem_stride!r} with stem={stem!r})")
         if down_kernel_size not in (1, 3):
             raise ConfigError(f"down_kernel_size must be 1 or 3, got {down_kernel_size!r}")
         self.check_in_chans(in_chans)
@@ -126,9 +132,9 @@ class ResNet(ClassifierNet):
         self.default_input_size = tuple(default_input_size or ((3, 32, 32) if stem == "cifar" else (3, 224, 224)))
         self.default_input_size = (in_chans, *self.default_input_size[1:])
         #: Total downsampling factor: the smallest input side at which the last stage still sees 1 pixel.
-        self.min_input_size = (1 if stem == "cifar" else 4) * 2 ** (stages - 1)
+        self.min_input_size = (stem_stride if stem == "cifar" else 4) * 2 ** (stages - 1)
 
-        self._build_stem(stem, stem_width, stem_pool, in_chans)
+        self._build_stem(stem, stem_width, stem_stride, stem_pool, in_chans)
         inplanes = stem_width
         for i, (n, planes) in enumerate(zip(layers, widths)):
             stride = 1 if i == 0 else 2
@@ -153,7 +159,7 @@ class ResNet(ClassifierNet):
         self._init_weights(zero_init_last)
 
     # -- construction helpers ------------------------------------------------------------------------------
-    def _build_stem(self, stem: str, width: int, pool: str, in_chans: int) -> None:
+    def _build_stem(self, stem: str, width: int, stride: int, pool: str, in_chans: int) -> None:
         self.relu = nn.ReLU(inplace=True)
         if stem == "default":
             convs = [nn.Conv2d(in_chans, width, 7, stride=2, padding=3, bias=False)]
@@ -161,7 +167,7 @@ class ResNet(ClassifierNet):
             half = width // 2
             convs = [conv3x3(in_chans, half, 2), conv3x3(half, half), conv3x3(half, width)]
         else:
-            convs = [conv3x3(in_chans, width)]
+            convs = [conv3x3(in_chans, width, stride)]
         self.stem_convs = len(convs)
         for k, conv in enumerate(convs, start=1):
             self.add_module(f"conv{k}", conv)
