@@ -89,6 +89,18 @@ def test_torchscript_round_trip(tmp_path):
     assert torch.allclose(run_exported(out, x, "torchscript"), expected, atol=1e-5)
 
 
+def test_fold_bn_export_has_no_batchnorm_and_matches_the_unfolded_model(tmp_path):
+    folder, model = _saved(tmp_path, "se_resnet18", {})  # random BN statistics: a wrong fold would show
+    out = tmp_path / "folded.onnx"
+    result = export_model(model, out, fold_bn=True)
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
+    assert "BatchNormalization" not in onnx_op_types(out)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the caller's model is not folded
+    code = main(["export", str(folder), "--format", "torchscript", "--fold-bn", "--out", str(tmp_path / "f.pt"),
+                 "--input-size", *map(str, SIZE)])
+    assert code == 0
+
+
 class _WithAdaptivePool(nn.Module):
     def __init__(self):
         super().__init__()

@@ -21,6 +21,7 @@ from senet.layers import (
     create_attn,
 )
 from senet.models import create_model, list_models, named_se_blocks, register_model
+from senet.models.fold import fold_batchnorm
 from senet.models.retrofit import add_se
 
 __version__ = "0.1.0"
@@ -43,6 +44,7 @@ __all__ = [
     "create_attn",
     "create_model",
     "export_model",
+    "fold_batchnorm",
     "list_models",
     "load_dataset",
     "load_model",

@@ -21,6 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="example input size without batch (default: the model's own)")
     p.add_argument("--atol", type=float, default=1e-4, help="largest |difference| to PyTorch accepted (default 1e-4)")
     p.add_argument("--no-verify", action="store_true", help="skip running the exported file")
+    p.add_argument("--fold-bn", action="store_true",
+                   help="fold each BatchNorm into the convolution before it (faster inference; verified against "
+                        "the unfolded model)")
     p.set_defaults(func=run)
 
 
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = export_model(
         args.model, args.out, format=args.format, input_size=args.input_size, dynamic_batch=args.dynamic_batch,
-        opset=args.opset, verify=not args.no_verify, atol=args.atol,
+        opset=args.opset, verify=not args.no_verify, atol=args.atol, fold_bn=args.fold_bn,
     )
     print(result)
     return 0

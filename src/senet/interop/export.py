@@ -243,6 +243,7 @@ def export_model(
     opset: int | None = None,
     verify: bool = True,
     atol: float = 1e-4,
+    fold_bn: bool = False,
 ) -> ExportResult:
     """Export ``model`` (a module, or a saved-model folder/file for :func:`senet.io.load_model`) to ``out``.
 
@@ -252,6 +253,8 @@ def export_model(
         dynamic_batch: ONNX: leave the batch dimension symbolic. Either format is then checked at two batch sizes.
         opset: ONNX opset (default 18); giving one with another ``format`` raises ConfigError.
         verify: run the written file and compare with PyTorch within ``atol`` (ONNX needs onnxruntime).
+        fold_bn: export with every BatchNorm that follows a convolution folded into it
+            (:func:`senet.fold_batchnorm`); verification still compares with the unfolded model.
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -271,10 +274,15 @@ def export_model(
         except Exception as exc:
             raise SenetError(f"the model does not run on input (N, {', '.join(map(str, size))}): "
                              f"{str(exc).strip().splitlines()[0]}; pass --input-size C H W") from exc
+    exported = net
+    if fold_bn:
+        from senet.models.fold import fold_batchnorm
+
+        exported = fold_batchnorm(net)[0]
     if format == "onnx":
-        _export_onnx(net, example, out, dynamic_batch, opset or DEFAULT_OPSET)
+        _export_onnx(exported, example, out, dynamic_batch, opset or DEFAULT_OPSET)
     else:
-        _export_torchscript(net, example, out)
+        _export_torchscript(exported, example, out)
     try:
         diff = _verify(net, out, format, size, (1, 3) if dynamic_batch else (1,), atol) if verify else None
     except SenetError as exc:
