@@ -9,6 +9,7 @@ quoted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import platform
@@ -21,6 +22,7 @@ import torch
 __all__ = [
     "add_common_args",
     "apply_common_args",
+    "autocast",
     "describe_machine",
     "format_table",
     "interleaved",
@@ -32,28 +34,55 @@ __all__ = [
 DEFAULT_THREADS = 2
 
 
-def add_common_args(parser: argparse.ArgumentParser, repeats: int = 15, warmup: int = 3) -> None:
-    """Add ``--threads``, ``--repeats`` and ``--warmup`` to a benchmark's parser."""
+def add_common_args(parser: argparse.ArgumentParser, repeats: int = 15, warmup: int = 3, gpu: bool = True) -> None:
+    """Add ``--threads``, ``--repeats``, ``--warmup`` and (with ``gpu``) ``--device`` / ``--dtype`` to a parser.
+
+    A CPU-only benchmark passes ``gpu=False``: it then has no ``--device`` to accept and ignore.
+    """
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch intra-op threads (default 2)")
     parser.add_argument("--repeats", type=int, default=repeats, help=f"timed rounds per candidate (default {repeats})")
     parser.add_argument("--warmup", type=int, default=warmup, help=f"untimed rounds per candidate (default {warmup})")
+    if gpu:
+        parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
+        parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
+                            help="fp32, or bf16 (bf16 tensors for single ops, bf16 autocast for models)")
+    else:
+        parser.set_defaults(device="cpu", dtype="fp32")
 
 
 def apply_common_args(args: argparse.Namespace) -> None:
-    """Pin the thread count and validate the repeat counts parsed by :func:`add_common_args`."""
+    """Pin the thread count, check the device and validate the counts parsed by :func:`add_common_args`.
+
+    Sets ``args.sync``: the callable that :func:`interleaved` runs after each timed call (a CUDA synchronize, so
+    asynchronous GPU work is inside the measured time), and ``args.torch_dtype``.
+    """
     if args.threads < 1 or args.repeats < 1 or args.warmup < 0:
         raise SystemExit("benchmark: --threads and --repeats must be >= 1 and --warmup >= 0")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("benchmark: --device cuda, but torch sees no CUDA device")
     torch.set_num_threads(args.threads)
+    args.sync = torch.cuda.synchronize if args.device == "cuda" else None
+    args.torch_dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    if args.device == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
-def describe_machine() -> str:
-    """One line naming the software and the CPU the numbers come from."""
+def autocast(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``args.device`` when ``--dtype bf16``, else a no-op context (plain fp32)."""
+    if args.dtype == "bf16":
+        return torch.autocast(args.device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def describe_machine(device: str = "cpu") -> str:
+    """One line naming the software and the processor (and the GPU, for ``device="cuda"``) the numbers come from."""
     load = ""
     if hasattr(os, "getloadavg"):
         load = f", load avg {os.getloadavg()[0]:.1f}"
+    gpu = f", GPU {torch.cuda.get_device_name()}" if device == "cuda" else ""
     return (
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads{load}"
+        f"{os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads{load}{gpu}"
     )
 
 
@@ -62,17 +91,22 @@ def interleaved(
     repeats: int = 15,
     warmup: int = 3,
     inner: int = 1,
+    sync: Callable[[], object] | None = None,
 ) -> dict[str, list[float]]:
     """Time each zero-argument callable ``repeats`` times, interleaved round by round.
 
     Each round calls every candidate ``inner`` times in a row and records seconds per call; the candidate order
     is rotated every round so no candidate always runs right after the same neighbour. ``warmup`` untimed
-    rounds come first (allocator, one-time dispatch, torch.compile). Returns name -> list of per-call seconds.
+    rounds come first (allocator, one-time dispatch, torch.compile). ``sync`` (e.g. ``torch.cuda.synchronize``)
+    runs before each clock start and before each clock read, so queued device work is counted where it belongs.
+    Returns name -> list of per-call seconds.
     """
+    wait = sync or (lambda: None)
     names = list(candidates)
     for _ in range(warmup):
         for name in names:
             candidates[name]()
+    wait()
     times: dict[str, list[float]] = {name: [] for name in names}
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -81,9 +115,11 @@ def interleaved(
             shift = r % len(names)
             for name in names[shift:] + names[:shift]:
                 fn = candidates[name]
+                wait()
                 start = time.perf_counter()
                 for _ in range(inner):
                     fn()
+                wait()
                 times[name].append((time.perf_counter() - start) / inner)
     finally:
         if gc_was_enabled:

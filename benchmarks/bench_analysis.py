@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=6, help="batches per pass (default 6)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    add_common_args(parser, repeats=7, warmup=1)
+    add_common_args(parser, repeats=7, warmup=1, gpu=False)
     args = parser.parse_args(argv)
     apply_common_args(args)
     device = torch.device(args.device)

@@ -72,7 +72,7 @@ def _train_steps(model: torch.nn.Module, count: int):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_args(parser, repeats=5, warmup=1)
+    add_common_args(parser, repeats=5, warmup=1, gpu=False)
     parser.add_argument("--batches", type=int, default=40, help="batches per timed block (default 40)")
     parser.add_argument("--model-batches", type=int, default=1, help="train steps per timed block (default 1)")
     parser.add_argument("--no-model", action="store_true", help="skip the se_resnet20 training-rate row")

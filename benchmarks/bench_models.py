@@ -1,9 +1,11 @@
 """Whole-model cost of SE: se_resnet50 vs resnet50 (ours), and ours vs timm's seresnet50, in one process.
 
-Two comparisons, each interleaved run by run so both sides see the same machine noise, fp32, both memory formats:
+Two comparisons, each interleaved run by run so both sides see the same machine noise, fp32 (or bf16 autocast with
+``--dtype bf16``), both memory formats:
 
 1. SE overhead: ``se_resnet50`` vs ``resnet50`` with the same stride placement (the paper's, stride on the first
-   1x1), inference at each ``--batch-sizes``, 224x224. Target <= 2% (the paper: +1.8% for one image on a CPU).
+   1x1), inference at each ``--batch-sizes``, 224x224, and one SGD training step at ``--train-batch``. Target
+   <= 2% in inference (the paper: +1.8% for one image on a CPU); the paper reports +10% training time on GPUs.
 2. Ours vs timm: ``se_resnet50(stride_in_1x1=False)`` vs ``timm.create_model("seresnet50")`` (both stride on the
    3x3, the same parameters), inference throughput (target >= 1.10x) and one SGD training step at
    ``--train-batch`` (target >= 1.0x).
@@ -11,6 +13,8 @@ Two comparisons, each interleaved run by run so both sides see the same machine 
     python benchmarks/bench_models.py                         # batch 1 and 32, 5 repeats
     python benchmarks/bench_models.py --batch-sizes 1 --repeats 9 --formats channels_last
     python benchmarks/bench_models.py --skip-timm             # only the SE overhead
+    python benchmarks/bench_models.py --fold-bn --skip-train  # also ours with BN folded into the convs (inference)
+    python benchmarks/bench_models.py --device cuda --dtype bf16 --batch-sizes 1 32 256 --train-batch 128
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import (
     add_common_args,
     apply_common_args,
+    autocast,
     describe_machine,
     format_table,
     interleaved,
@@ -38,29 +43,37 @@ from _timing import (
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
-def inference_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+def inference_fn(model: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> Callable[[], object]:
     def run() -> object:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(args):
             return model(x)
 
     return run
 
 
-def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], object]:
+def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> Callable[[], object]:
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
 
     def run() -> object:
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with autocast(args):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
         opt.step()
         return None
 
     return run
 
 
-def prepare(model: nn.Module, fmt: torch.memory_format, train: bool, compile_: bool) -> nn.Module:
-    model = model.train(train).to(memory_format=fmt)
-    return torch.compile(model) if compile_ else model
+def prepare(model: nn.Module, fmt: torch.memory_format, train: bool, args: argparse.Namespace) -> nn.Module:
+    model = model.train(train).to(args.device, memory_format=fmt)
+    return torch.compile(model) if args.compile else model
+
+
+def _folded(build: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    import senet
+
+    return lambda: senet.fold_batchnorm(build())[0]
 
 
 def compare(
@@ -75,13 +88,13 @@ def compare(
     for fmt_name in args.formats:
         fmt = FORMATS[fmt_name]
         torch.manual_seed(0)
-        x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=fmt)
-        y = torch.randint(0, 1000, (batch,))
+        x = torch.randn(batch, 3, 224, 224, device=args.device).contiguous(memory_format=fmt)
+        y = torch.randint(0, 1000, (batch,), device=args.device)
         fns = {}
         for name, build in builders.items():
-            model = prepare(build(), fmt, train, args.compile)
-            fns[name] = train_step_fn(model, x, y) if train else inference_fn(model, x)
-        times = interleaved(fns, args.repeats, args.warmup)
+            model = prepare(build(), fmt, train, args)
+            fns[name] = train_step_fn(model, x, y, args) if train else inference_fn(model, x, args)
+        times = interleaved(fns, args.repeats, args.warmup, sync=args.sync)
         base_name = next(iter(builders))
         for name in builders:
             t = median_ms(times[name])
@@ -98,16 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
     parser.add_argument("--skip-timm", action="store_true", help="only the SE-overhead comparison")
     parser.add_argument("--skip-overhead", action="store_true", help="only the comparison with timm")
-    parser.add_argument("--skip-train", action="store_true", help="no training-step comparison")
+    parser.add_argument("--skip-train", action="store_true", help="no training-step comparisons")
     parser.add_argument("--compile", action="store_true", help="torch.compile every model first (slow to start)")
+    parser.add_argument("--fold-bn", action="store_true",
+                        help="inference comparisons also time our models with BN folded (senet.fold_batchnorm)")
     add_common_args(parser, repeats=5, warmup=1)
     args = parser.parse_args(argv)
     apply_common_args(args)
 
     import senet
 
-    print("SE-ResNet-50 cost, 224x224 fp32" + (", torch.compile" if args.compile else ", eager"))
-    print(describe_machine())
+    precision = "bf16 autocast" if args.dtype == "bf16" else "fp32"
+    print(f"SE-ResNet-50 cost, 224x224 {precision} on {args.device}" + (", torch.compile" if args.compile else ", eager"))
+    print(describe_machine(args.device))
     rows: list[list] = []
     if not args.skip_overhead:
         paper = {
@@ -116,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         for batch in args.batch_sizes:
             rows += compare("SE overhead, inference", paper, batch, False, args)
+            if args.fold_bn:
+                folded = {f"{k}, BN folded": _folded(v) for k, v in paper.items()}
+                rows += compare("SE overhead, inference, BN folded", folded, batch, False, args)
+        if not args.skip_train:
+            rows += compare("SE overhead, train step", paper, args.train_batch, True, args)
     if not args.skip_timm:
         import timm
 
@@ -127,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             "timm seresnet50": lambda: timm.create_model("seresnet50", pretrained=False),
             "se_resnet50 (ours, stride on 3x3)": lambda: senet.create_model("se_resnet50", stride_in_1x1=False),
         }
+        vs_timm_inference = dict(vs_timm)
+        if args.fold_bn:
+            vs_timm_inference["se_resnet50 (ours, stride on 3x3, BN folded)"] = _folded(vs_timm[next(reversed(vs_timm))])
         for batch in args.batch_sizes:
-            rows += compare("vs timm, inference", vs_timm, batch, False, args)
+            rows += compare("vs timm, inference", vs_timm_inference, batch, False, args)
         if not args.skip_train:
             rows += compare("vs timm, train step", vs_timm, args.train_batch, True, args)
     header = ["comparison", "memory format", "batch", "model", "ms", "time / first", "speed vs first"]

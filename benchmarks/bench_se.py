@@ -9,6 +9,7 @@ formats. Forward runs under ``torch.no_grad``; forward+backward back-propagates 
     python benchmarks/bench_se.py --quick         # (8, 256, 28, 28)
     python benchmarks/bench_se.py --compile       # also torch.compile'd SE and torchvision
     python benchmarks/bench_se.py --fc            # the excitation's FCs: 1x1 conv call vs F.linear
+    python benchmarks/bench_se.py --device cuda --dtype bf16   # on a GPU, bf16 tensors
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Copy(nn.Module):
         return x * 1.0
 
 
-def build_candidates(channels: int, reduction: int, compile_too: bool) -> dict[str, nn.Module]:
+def build_candidates(channels: int, reduction: int) -> dict[str, nn.Module]:
     import torchvision
 
     import senet
@@ -52,11 +53,7 @@ def build_candidates(channels: int, reduction: int, compile_too: bool) -> dict[s
     ours = senet.SqueezeExcite(channels, reduction)
     ref = torchvision.ops.SqueezeExcitation(channels, channels // reduction)
     ref.load_state_dict(ours.state_dict())
-    mods: dict[str, nn.Module] = {"x * 1.0": Copy(), "senet.SqueezeExcite": ours, "torchvision SqueezeExcitation": ref}
-    if compile_too:
-        mods["senet.SqueezeExcite (compiled)"] = torch.compile(ours)
-        mods["torchvision (compiled)"] = torch.compile(ref)
-    return mods
+    return {"x * 1.0": Copy(), "senet.SqueezeExcite": ours, "torchvision SqueezeExcitation": ref}
 
 
 def forward_fn(mod: nn.Module, x: torch.Tensor) -> Callable[[], object]:
@@ -80,17 +77,19 @@ def train_fn(mod: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> Callable[[]
 
 def bench_layout(name: str, mods: dict[str, nn.Module], shape: tuple[int, ...], args: argparse.Namespace) -> list[list]:
     fmt = FORMATS[name]
-    x = torch.randn(shape).contiguous(memory_format=fmt)
+    inner = 20 if args.device == "cuda" else 1  # one GPU call is ~0.1 ms: time 20 back to back per sample
+    x = torch.randn(shape, device=args.device, dtype=args.torch_dtype).contiguous(memory_format=fmt)
     for mod in mods.values():
         out = forward_fn(mod, x)()
         if not out.is_contiguous(memory_format=fmt):
             print(f"  note: {type(mod).__name__} changed the memory format of its output ({name} input)")
     del out
-    fwd = interleaved({k: forward_fn(m, x) for k, m in mods.items()}, args.repeats, args.warmup)
+    fwd = interleaved({k: forward_fn(m, x) for k, m in mods.items()}, args.repeats, args.warmup, inner, args.sync)
     # Allocated only now: on the VM these figures come from, one more live full-size tensor made every forward
     # slower and the forward ratios larger (allocator / page-fault effects), so forward runs with x alone.
-    grad = torch.randn(shape).contiguous(memory_format=fmt)
-    trn = interleaved({k: train_fn(m, x, grad) for k, m in mods.items()}, max(3, args.repeats // 2), args.warmup)
+    grad = torch.randn(shape, device=args.device, dtype=args.torch_dtype).contiguous(memory_format=fmt)
+    trn = interleaved({k: train_fn(m, x, grad) for k, m in mods.items()}, max(3, args.repeats // 2), args.warmup,
+                      inner, args.sync)
     rows = []
     for k in mods:
         f, t = median_ms(fwd[k]), median_ms(trn[k])
@@ -132,9 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     shape = (8, 256, 28, 28) if args.quick else (32, 256, 56, 56)
     channels, reduction = shape[1], 16
-    print(f"SE op vs one memory pass, input {shape} fp32, SqueezeExcite({channels}, {reduction})")
-    print(describe_machine())
-    mods = build_candidates(channels, reduction, args.compile)
+    print(f"SE op vs one memory pass, input {shape} {args.dtype} on {args.device}, "
+          f"SqueezeExcite({channels}, {reduction})")
+    print(describe_machine(args.device))
+    mods = {k: m.to(args.device, args.torch_dtype) for k, m in build_candidates(channels, reduction).items()}
+    if args.compile:  # compile after the move, so the compiled graphs see the benchmark's device and dtype
+        mods["senet.SqueezeExcite (compiled)"] = torch.compile(mods["senet.SqueezeExcite"])
+        mods["torchvision (compiled)"] = torch.compile(mods["torchvision SqueezeExcitation"])
     rows = []
     for name in args.formats:
         rows += bench_layout(name, mods, shape, args)

@@ -11,6 +11,8 @@ In one process, interleaved run by run, fp32, batch 256, both memory formats:
     python benchmarks/bench_train.py
     python benchmarks/bench_train.py --workers 0 --repeats 20 --formats channels_last
     python benchmarks/bench_train.py --compile
+    python benchmarks/bench_train.py --device cuda --dtype bf16 --skip-data
+    python benchmarks/bench_train.py --dtype bf16       # bf16 autocast on the CPU (AVX512-BF16 / AMX)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import (
     add_common_args,
     apply_common_args,
+    autocast,
     describe_machine,
     format_table,
     interleaved,
@@ -39,12 +42,14 @@ FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channel
 MODEL_KWARGS = {"in_chans": 1, "num_classes": 10}
 
 
-def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], object]:
+def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> Callable[[], object]:
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
     def run() -> object:
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with autocast(args):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
         opt.step()
         return None
 
@@ -78,20 +83,22 @@ def main(argv: list[str] | None = None) -> int:
 
     import senet
 
-    print(f"training step, 28x28x1, batch {args.batch}, fp32" + (", torch.compile" if args.compile else ", eager"))
-    print(describe_machine())
+    precision = "bf16 autocast" if args.dtype == "bf16" else "fp32"
+    print(f"training step, 28x28x1, batch {args.batch}, {precision} on {args.device}"
+          + (", torch.compile" if args.compile else ", eager"))
+    print(describe_machine(args.device))
     rows: list[list] = []
     se_step_ms: dict[str, float] = {}
     for fmt_name in args.formats:
         fmt = FORMATS[fmt_name]
         torch.manual_seed(0)
-        x = torch.randn(args.batch, 1, 28, 28).contiguous(memory_format=fmt)
-        y = torch.randint(0, 10, (args.batch,))
+        x = torch.randn(args.batch, 1, 28, 28, device=args.device).contiguous(memory_format=fmt)
+        y = torch.randint(0, 10, (args.batch,), device=args.device)
         fns = {}
         for name in ("resnet20", "se_resnet20"):
-            model = senet.create_model(name, **MODEL_KWARGS).train().to(memory_format=fmt)
-            fns[name] = train_step_fn(torch.compile(model) if args.compile else model, x, y)
-        times = interleaved(fns, args.repeats, args.warmup)
+            model = senet.create_model(name, **MODEL_KWARGS).train().to(args.device, memory_format=fmt)
+            fns[name] = train_step_fn(torch.compile(model) if args.compile else model, x, y, args)
+        times = interleaved(fns, args.repeats, args.warmup, sync=args.sync)
         for name in fns:
             t = median_ms(times[name])
             rows.append([fmt_name, name, t, args.batch / t * 1e3, paired_ratio(times[name], times["resnet20"])])
@@ -105,12 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         loader = make_loader(bundle.train, args.batch, shuffle=True, workers=args.workers)
         fmt_name = args.formats[-1]
         fmt = FORMATS[fmt_name]
-        model = senet.create_model("se_resnet20", **MODEL_KWARGS).train().to(memory_format=fmt)
+        model = senet.create_model("se_resnet20", **MODEL_KWARGS).train().to(args.device, memory_format=fmt)
         model = torch.compile(model) if args.compile else model
         fetch = next_batch_fn(loader)
         images, labels = fetch()
-        step = train_step_fn(model, images.contiguous(memory_format=fmt), labels)
-        times = interleaved({"loader": fetch, "se_resnet20 step": step}, args.repeats, args.warmup)
+        images = images.to(args.device).contiguous(memory_format=fmt)
+        step = train_step_fn(model, images, labels.to(args.device), args)
+        times = interleaved({"loader": fetch, "se_resnet20 step": step}, args.repeats, args.warmup, sync=args.sync)
         load_ips = args.batch / median_ms(times["loader"]) * 1e3
         step_ips = args.batch / median_ms(times["se_resnet20 step"]) * 1e3
         print(f"\nFashion-MNIST loader (workers={args.workers}, augmented train split): {load_ips:,.0f} images/s; "

@@ -70,7 +70,7 @@ def scale_and_add(se: nn.Module | None, out: torch.Tensor, shortcut: torch.Tenso
     if se is None:
         return out + shortcut
     if fused and isinstance(se, SqueezeExcite) and not _has_forward_hooks(se):
-        return torch.addcmul(shortcut, out, se.excitation(out).to(out.dtype))
+        return se.scale(out, shortcut)
     return se(out) + shortcut
 
 
