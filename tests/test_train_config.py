@@ -128,8 +128,8 @@ def test_time_to_accuracy_config_is_a_train_recipe():
     cfg = make_config(values).validate()
     assert extra == {} and cfg.epochs == 1  # flags override the file
     assert (cfg.model, cfg.data, cfg.schedule, cfg.batch_size, cfg.lr) == ("se_resnet20", "fashion-mnist",
-                                                                            "onecycle", 128, 0.1)
-    assert cfg.channels_last and cfg.label_smoothing == 0.1 and cfg.momentum == 0.9
+                                                                            "onecycle", 256, 0.2)
+    assert cfg.channels_last and cfg.label_smoothing == 0.1 and cfg.precision == "bf16-mixed"
     assert make_config(load_config_file(path)[0]).epochs == 10
     assert "93%" in path.read_text() and "README" in path.read_text()
 
@@ -143,3 +143,18 @@ def test_train_refuses_a_compare_recipe_and_points_to_compare(capsys):
     assert main(["train", "--config", str(demo)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("senet: error:") and f"senet compare --config {demo}" in err and "\n" not in err
+
+
+def test_shipped_train_configs_validate_and_name_a_measured_result():
+    """Every `senet train` config under configs/ is a valid recipe for a registered model on real data."""
+    import pathlib
+
+    from senet import list_models
+
+    root = pathlib.Path(__file__).parent.parent / "configs"
+    paths = [p for p in sorted(root.glob("*.yaml")) if p.name != "demo.yaml"]  # demo.yaml: a compare recipe
+    assert {p.name for p in paths} >= {"fmnist_se_fast.yaml", "fmnist_se_94.yaml"}
+    for path in paths:
+        cfg = make_config(load_config_file(path)[0]).validate()
+        assert cfg.model in list_models() and cfg.data == "fashion-mnist"
+        assert "%" in path.read_text() and "time_to_accuracy.py --only" in path.read_text()
