@@ -37,7 +37,8 @@ DEFAULT_THREADS = 2
 def add_common_args(parser: argparse.ArgumentParser, repeats: int = 15, warmup: int = 3, gpu: bool = True) -> None:
     """Add ``--threads``, ``--repeats``, ``--warmup`` and (with ``gpu``) ``--device`` / ``--dtype`` to a parser.
 
-    A CPU-only benchmark passes ``gpu=False``: it then has no ``--device`` to accept and ignore.
+    A benchmark that runs on the CPU only, or handles ``--device`` itself, passes ``gpu=False``: no option is
+    then accepted and ignored.
     """
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch intra-op threads (default 2)")
     parser.add_argument("--repeats", type=int, default=repeats, help=f"timed rounds per candidate (default {repeats})")

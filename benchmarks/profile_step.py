@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import add_common_args, apply_common_args, autocast, describe_machine
+from _timing import apply_common_args, autocast, describe_machine
 
 
 def model_step(name: str, args: argparse.Namespace):
@@ -71,8 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=15, help="operators listed per model (default 15)")
     parser.add_argument("--channels-last", action="store_true", help="channels_last model and input")
     parser.add_argument("--compile", action="store_true", help="torch.compile first")
-    add_common_args(parser, repeats=1, warmup=3)
+    parser.add_argument("--warmup", type=int, default=3, help="unprofiled steps first (default 3)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="fp32 or bf16 (autocast for models)")
+    parser.set_defaults(repeats=1)  # apply_common_args checks it; profiling has --steps instead
     args = parser.parse_args(argv)
+    if args.steps < 1:
+        raise SystemExit("profile_step: --steps must be >= 1")
     apply_common_args(args)
     args.memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     print(describe_machine(args.device))
@@ -80,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     sort_key = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
     targets = {"SqueezeExcite(256)": se_op_step(args)} if args.se_op else {m: model_step(m, args) for m in args.models}
     for name, step in targets.items():
-        for _ in range(max(1, args.warmup)):
+        for _ in range(args.warmup):
             step()
         if args.sync:
             args.sync()

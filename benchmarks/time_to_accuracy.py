@@ -1,8 +1,9 @@
 """Time to accuracy: train a list of recipes and report, for each, when its test top-1 first reached the targets.
 
 A grid file (``--grid``, default ``benchmarks/fmnist_recipes.yaml``) holds a ``base`` recipe and a list of
-``recipes``, each a ``name`` and the keys it changes; ``--config FILE`` replaces the grid's base with a
-``senet train`` config file.
+``recipes``, each a ``name`` and the keys it changes; ``--config FILE`` runs one ``senet train`` config file instead
+(named after the file). Every recipe is validated before any training starts; a recipe that fails while training
+is reported in the table and the others go on.
 Each recipe runs through :func:`senet.train.train` in its own process (``--parallel`` at a time, each with
 ``--threads`` torch threads), and its ``metrics.csv`` gives the epoch-by-epoch test top-1 and epoch times.
 
@@ -13,6 +14,7 @@ top-1. Accuracy does not depend on the machine, so a GPU can search many recipes
 
     python benchmarks/time_to_accuracy.py --only se20_e10                  # one recipe, here
     python benchmarks/time_to_accuracy.py --accelerator cuda --parallel 6  # the whole grid on a GPU
+    python benchmarks/time_to_accuracy.py --config configs/fmnist_se_94.yaml
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ def load_grid(grid: Path, only: list[str] | None) -> tuple[dict[str, Any], list[
     """The grid file's base recipe and its recipes (each a mapping with a unique ``name``), restricted to ``only``."""
     import yaml
 
-    doc = yaml.safe_load(grid.read_text()) or {}
+    try:
+        doc = yaml.safe_load(grid.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"{grid} is not valid YAML ({str(exc).splitlines()[0]})") from exc
     recipes = doc.get("recipes") if isinstance(doc, dict) else None
     base = doc.get("base", {}) if isinstance(doc, dict) else {}
     if not isinstance(base, dict):
@@ -56,23 +61,32 @@ def load_grid(grid: Path, only: list[str] | None) -> tuple[dict[str, Any], list[
     return base, recipes
 
 
-def run_recipe(base: dict[str, Any], recipe: dict[str, Any], overrides: dict[str, Any], out_root: str, threads: int) -> dict:
-    """Train one recipe (in a worker process) and return its per-epoch history and wall time."""
+def recipe_keys(base: dict[str, Any], recipe: dict[str, Any], overrides: dict[str, Any], out_root: str,
+                overwrite: bool) -> dict[str, Any]:
+    """The full ``senet train`` options of one recipe: base, then the recipe's changes, then the overrides."""
+    keys = dict(base)
+    keys.update({k: v for k, v in recipe.items() if k != "name"})
+    keys.update(overrides)
+    keys.update(out=str(Path(out_root) / recipe["name"]), overwrite=overwrite, progress=False)
+    return keys
+
+
+def run_recipe(name: str, keys: dict[str, Any], threads: int) -> dict:
+    """Train one recipe (in a worker process); return its per-epoch history and wall time, or its error."""
     import torch
 
     from senet.train import train
 
     torch.set_num_threads(threads)
-    keys = dict(base)
-    keys.update({k: v for k, v in recipe.items() if k != "name"})
-    keys.update(overrides)
-    keys.update(out=str(Path(out_root) / recipe["name"]), overwrite=True, progress=False)
     start = time.perf_counter()
-    train(keys)
+    try:
+        train(keys)
+    except Exception as exc:  # noqa: BLE001 - one failed recipe (bad data path, out of memory) must not end the search
+        return {"name": name, "recipe": keys, "error": f"{type(exc).__name__}: {exc}", "history": []}
     wall = time.perf_counter() - start
     with open(Path(keys["out"]) / "metrics.csv", newline="") as fh:
         history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-    return {"name": recipe["name"], "recipe": keys, "wall_s": wall, "history": history}
+    return {"name": name, "recipe": keys, "wall_s": wall, "history": history}
 
 
 def _run_job(job: tuple) -> dict:
@@ -82,6 +96,8 @@ def _run_job(job: tuple) -> dict:
 def summarise(result: dict, targets: list[float]) -> list[object]:
     """One table row: per target the first epoch reaching it and the seconds of epochs up to it."""
     hist = result["history"]
+    if "error" in result:
+        return [result["name"], "failed: " + result["error"].splitlines()[0][:80]] + ["-"] * (2 * len(targets) + 3)
     row: list[object] = [result["name"], len(hist)]
     for target in targets:
         hit = next((i for i, h in enumerate(hist) if h["val_top1"] >= target), None)
@@ -96,7 +112,7 @@ def summarise(result: dict, targets: list[float]) -> list[object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="a `senet train` YAML file to use as the base instead of the grid's")
+    parser.add_argument("--config", help="run this `senet train` YAML file (one recipe) instead of the grid")
     parser.add_argument("--grid", default=str(ROOT / "benchmarks" / "fmnist_recipes.yaml"), help="recipes to try")
     parser.add_argument("--only", nargs="+", help="run only these recipe names")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.93, 0.94], help="top-1 targets (fractions)")
@@ -105,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accelerator", help="override the recipes' accelerator (e.g. cuda)")
     parser.add_argument("--data-dir", help="override the recipes' data_dir")
     parser.add_argument("--out", help="folder for the runs (default: a temporary folder, removed at the end)")
+    parser.add_argument("--overwrite", action="store_true", help="replace runs already in --out")
     parser.add_argument("--json", help="also write every recipe's history to this JSON file")
     args = parser.parse_args(argv)
     if args.parallel < 1 or args.threads < 1:
@@ -112,25 +129,42 @@ def main(argv: list[str] | None = None) -> int:
     if not all(0 < t <= 1 for t in args.targets):
         raise SystemExit("--targets are fractions in (0, 1], e.g. 0.93")
 
-    base, recipes = load_grid(Path(args.grid), args.only)
-    if args.config:
-        from senet.train.config import load_config_file
+    from senet.errors import ConfigError
+    from senet.train.config import load_config_file, make_config
 
-        base = load_config_file(args.config)[0]
+    try:
+        if args.config:
+            if args.only:
+                raise SystemExit("--only picks recipes of a grid; with --config the config file is the one recipe")
+            base, recipes = load_config_file(args.config)[0], [{"name": Path(args.config).stem}]
+        else:
+            base, recipes = load_grid(Path(args.grid), args.only)
+    except (OSError, ConfigError) as exc:
+        raise SystemExit(f"time_to_accuracy: {exc}") from exc
     overrides = {k: v for k, v in (("accelerator", args.accelerator), ("data_dir", args.data_dir)) if v}
     tmp = None if args.out else tempfile.TemporaryDirectory(prefix="senet_tta_")
     out_root = args.out or tmp.name
+    jobs = []
+    for r in recipes:
+        keys = recipe_keys(base, r, overrides, out_root, overwrite=args.overwrite or tmp is not None)
+        try:
+            make_config(keys).validate()
+        except ConfigError as exc:
+            raise SystemExit(f"time_to_accuracy: recipe {r['name']}: {exc}") from exc
+        jobs.append((r["name"], keys, args.threads))
     results = []
     try:
         # A Pool (not an executor): on Ctrl-C, SIGTERM or an error, terminate() stops the runs still training.
         pool = get_context("spawn").Pool(args.parallel, maxtasksperchild=1)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         try:
-            jobs = [(base, r, overrides, out_root, args.threads) for r in recipes]
             for result in pool.imap_unordered(_run_job, jobs):
                 results.append(result)
-                accs = " ".join(f"{100 * h['val_top1']:.2f}" for h in result["history"])
-                print(f"{result['name']}: {result['wall_s'] / 60:.1f} min; top-1 by epoch {accs}", flush=True)
+                if "error" in result:
+                    print(f"{result['name']}: FAILED: {result['error']}", flush=True)
+                else:
+                    accs = " ".join(f"{100 * h['val_top1']:.2f}" for h in result["history"])
+                    print(f"{result['name']}: {result['wall_s'] / 60:.1f} min; top-1 by epoch {accs}", flush=True)
                 if args.json:  # after every recipe, so a search cut short keeps what it finished
                     Path(args.json).write_text(json.dumps(results, indent=1))
         finally:
@@ -147,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     header += ["wall min", "final top-1", "best top-1"]
     print(format_table(header, [summarise(r, args.targets) for r in results]))
     print("min to X% = training + evaluation time of the epochs up to the first at X%; wall min = the whole run.")
-    return 0
+    return 1 if any("error" in r for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ def test_time_to_accuracy_reports_first_epoch_at_target(tmp_path):
     row = next(line for line in proc.stdout.splitlines() if line.startswith("| tiny "))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "2" and cells[2] == "1"  # any accuracy clears 1%: the first epoch
+    assert cells[4] == "-" and cells[5] == "-"  # 99.9% is not reached on this noisy set in 2 epochs
     assert (tmp_path / "runs" / "tiny" / "metrics.csv").is_file()
 
 
@@ -71,3 +72,24 @@ def test_time_to_accuracy_refuses_unknown_recipe(tmp_path):
     grid.write_text("recipes:\n  - {name: a, model: resnet8}\n")
     proc = _run("time_to_accuracy.py", "--grid", str(grid), "--only", "b")
     assert proc.returncode != 0 and "has no recipe named b" in proc.stderr
+
+
+def test_time_to_accuracy_checks_every_recipe_before_training(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("base: {data: synthetic}\nrecipes:\n  - {name: ok, model: resnet8, epochs: 1}\n"
+                    "  - {name: bad, model: resnet8, epoch: 1}\n")
+    proc = _run("time_to_accuracy.py", "--grid", str(grid), "--out", str(tmp_path / "runs"))
+    assert proc.returncode != 0 and "recipe bad" in proc.stderr and "unknown training option 'epoch'" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
+
+
+def test_time_to_accuracy_runs_a_config_file(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text("model: notebook_simple\ndata: 'synthetic:train=64,val=32'\nepochs: 1\nbatch_size: 32\n")
+    proc = _run("time_to_accuracy.py", "--config", str(config), "--threads", "1", "--out", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr
+    assert "| tiny " in proc.stdout and (tmp_path / "runs" / "tiny" / "metrics.csv").is_file()
+    again = _run("time_to_accuracy.py", "--config", str(config), "--threads", "1", "--out", str(tmp_path / "runs"))
+    assert again.returncode == 1 and "FAILED" in again.stdout and "already holds a run" in again.stdout
+    missing = _run("time_to_accuracy.py", "--config", str(tmp_path / "nope.yaml"))
+    assert missing.returncode != 0 and "no such config file" in missing.stderr and "Traceback" not in missing.stderr

@@ -96,9 +96,15 @@ def test_fold_bn_export_has_no_batchnorm_and_matches_the_unfolded_model(tmp_path
     assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
     assert "BatchNormalization" not in onnx_op_types(out)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the caller's model is not folded
+    assert result.bn_folded == sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     code = main(["export", str(folder), "--format", "torchscript", "--fold-bn", "--out", str(tmp_path / "f.pt"),
                  "--input-size", *map(str, SIZE)])
     assert code == 0
+    scripted = torch.jit.load(str(tmp_path / "f.pt"))
+    assert "batch_norm" not in str(scripted.inlined_graph)
+    plain = tmp_path / "plain.pt"
+    export_model(model, plain, format="torchscript", input_size=SIZE)
+    assert "batch_norm" in str(torch.jit.load(str(plain)).inlined_graph)  # the check above can fail
 
 
 class _WithAdaptivePool(nn.Module):

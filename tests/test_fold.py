@@ -41,6 +41,8 @@ CASES = [
     ("se_mobilenet_v1", {"num_classes": 10}, (1, 3, 32, 32), 0),
     ("se_shufflenet_v1_g3", {"num_classes": 10}, (1, 3, 32, 32), 0),
     ("se_bn_inception", {"num_classes": 10}, (1, 3, 64, 64), 0),
+    # SENet-154's deep stem and 3x3 projections, small: three stem convs, each with its BN
+    ("se_resnet18", {"stem": "deep", "stem_width": 32, "down_kernel_size": 3}, (1, 3, 32, 32), 0),
 ]
 
 
@@ -76,7 +78,7 @@ def test_inplace_and_channels_last():
         torch.testing.assert_close(model(x.contiguous(memory_format=torch.channels_last)), ref, rtol=1e-4, atol=1e-4)
 
 
-def test_conv_with_bias_and_bn_without_affine():
+def test_conv_with_bias_and_plain_bn_then_bn_without_affine():
     torch.manual_seed(1)
     conv, bn = nn.Conv2d(4, 6, 3, bias=True), _randomise_bn(nn.BatchNorm2d(6, affine=True))
     bn.eval()
@@ -100,3 +102,36 @@ def test_folded_model_is_not_saved(tmp_path):
     with pytest.raises(SenetError, match="save the model before folding"):
         senet.save_model(folded, tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+class _OwnOrder(nn.Sequential):
+    """A Sequential subclass that applies its children in another order: folding by position would be wrong."""
+
+    def forward(self, x):
+        return self[0](self[1](x))
+
+
+def test_left_alone_where_the_order_or_sharing_is_unknown():
+    shared_conv = nn.Conv2d(3, 3, 1)  # used by "a" and "b": folding a's BN into it would change b
+    model = nn.ModuleDict({"own": _OwnOrder(nn.Conv2d(3, 3, 1), _randomise_bn(nn.BatchNorm2d(3))),
+                           "a": nn.Sequential(shared_conv, _randomise_bn(nn.BatchNorm2d(3))),
+                           "b": nn.Sequential(shared_conv, nn.ReLU())}).eval()
+    folded, count = fold_batchnorm(model)
+    assert count == 0 and _count_bn(folded) == 2
+
+
+def test_custom_unit_with_its_own_branch_is_not_folded():
+    from senet.models.blocks import BasicBlock
+
+    class Reordered(BasicBlock):
+        def branch(self, x):
+            return self.conv2(self.bn2(self.relu(self.bn1(self.conv1(x)))))
+
+    model = senet.models.resnet.ResNet(Reordered, [1, 1, 1], widths=(8, 16, 32), stem="cifar", stem_width=8,
+                                       num_classes=4)
+    _randomise_bn(model).eval()
+    x = torch.randn(2, 3, 16, 16)
+    folded, count = fold_batchnorm(model)
+    assert _count_bn(folded) == 3 * 2 and count == 3  # the units' BNs stay; stem and the 2 projection BNs fold
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)

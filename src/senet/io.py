@@ -105,7 +105,9 @@ def save_model(
     ``config.json`` (dataset, class names, metrics, ...).
     """
     directory = Path(directory)
-    if getattr(model, "senet_bn_folded", False):
+    from senet.models.fold import FOLDED_ATTR
+
+    if getattr(model, FOLDED_ATTR, False):
         raise SenetError("this model has its BatchNorms folded into its convolutions (senet.fold_batchnorm): its "
                          "weights no longer fit the architecture; save the model before folding")
     entry = _model_entry(model, config)

@@ -22,8 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--atol", type=float, default=1e-4, help="largest |difference| to PyTorch accepted (default 1e-4)")
     p.add_argument("--no-verify", action="store_true", help="skip running the exported file")
     p.add_argument("--fold-bn", action="store_true",
-                   help="fold each BatchNorm into the convolution before it (faster inference; verified against "
-                        "the unfolded model)")
+                   help="fold each BatchNorm into the convolution before it (faster inference; the check compares "
+                        "with the unfolded model)")
     p.set_defaults(func=run)
 
 

@@ -47,11 +47,13 @@ class ExportResult:
     input_size: tuple[int, int, int]
     dynamic_batch: bool
     max_abs_diff: float | None
+    bn_folded: int | None = None
 
     def __str__(self) -> str:
         check = "not checked" if self.max_abs_diff is None else f"max |diff| vs PyTorch {self.max_abs_diff:.2e}"
         batch = "dynamic batch" if self.dynamic_batch else "batch 1"
-        return f"wrote {self.path} ({self.format}, input {self.input_size}, {batch}; {check})"
+        folded = "" if self.bn_folded is None else f", {self.bn_folded} BatchNorms folded"
+        return f"wrote {self.path} ({self.format}, input {self.input_size}, {batch}{folded}; {check})"
 
 
 class GlobalMean(nn.Module):
@@ -274,11 +276,11 @@ def export_model(
         except Exception as exc:
             raise SenetError(f"the model does not run on input (N, {', '.join(map(str, size))}): "
                              f"{str(exc).strip().splitlines()[0]}; pass --input-size C H W") from exc
-    exported = net
+    exported, folded = net, None
     if fold_bn:
         from senet.models.fold import fold_batchnorm
 
-        exported = fold_batchnorm(net)[0]
+        exported, folded = fold_batchnorm(net)
     if format == "onnx":
         _export_onnx(exported, example, out, dynamic_batch, opset or DEFAULT_OPSET)
     else:
@@ -288,4 +290,4 @@ def export_model(
     except SenetError as exc:
         out.unlink(missing_ok=True)  # never leave a file behind that was shown to be wrong
         raise SenetError(f"{exc}; {out} was removed") from exc
-    return ExportResult(out, format, size, dynamic_batch, diff)
+    return ExportResult(out, format, size, dynamic_batch, diff, folded)

@@ -1,7 +1,8 @@
 """CIFAR-size residual networks (32x32 or 28x28 input, any ``in_chans``), built from the same :class:`ResNet` family.
 
-All have a 3x3 stride-1 stem of 16 channels (``stem_stride=2`` halves every stage's resolution), three residual stages (the paper's stages 2..4, so SE blocks are
-named ``SE_2_*``..``SE_4_*``), no max-pool, and downsample by 4 in total; ``num_classes`` defaults to 10.
+All have a 3x3 stride-1 stem of 16 channels (``stem_stride=2`` halves every stage's resolution), three residual
+stages (the paper's stages 2..4, so SE blocks are named ``SE_2_*``..``SE_4_*``), no max-pool, and downsample by 4 in
+total (8 with ``stem_stride=2``); ``num_classes`` defaults to 10.
 
 * ``resnet8/14/20/32/56/110`` - He et al. 2016's CIFAR ResNets: post-activation basic units, (depth - 2) / 6 per stage,
   widths 16/32/64. Deviation: downsampling shortcuts are 1x1 projections + BN (option B) instead of the original

@@ -16,7 +16,9 @@ Which pairs fold, decided by structure and never by names alone:
 * any ``nn.Sequential`` (e.g. :class:`~senet.models.common.ConvBnAct` of the Inception nets) in which a ``Conv2d`` is directly followed by a ``BatchNorm2d`` (projection shortcuts,
   VGG's features).
 
-Anything else is left as it is, so the result is always correct; :func:`fold_batchnorm` returns how many BNs it
+Anything else is left as it is - a unit or Sequential subclass with its own forward, a conv used in two places,
+a parametrised or hooked conv, the ``add_se``-retrofitted torchvision units' own BNs - so the result computes the
+same function; :func:`fold_batchnorm` returns how many BNs it
 folded. The copy is for inference and export: its weights no longer fit the architecture, so
 :func:`senet.save_model` refuses it.
 """
@@ -54,33 +56,51 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
 
 
 def _unit_pairs(unit: nn.Module) -> list[tuple[str, str]]:
-    """(conv, bn) attribute names of a ResNet-family unit, in the order its branch applies them."""
-    from senet.models.blocks import Bottleneck
+    """(conv, bn) attribute names of a ResNet-family unit, in the order its branch applies them; none for a
+    subclass with its own ``branch`` (its order is unknown)."""
+    from senet.models.blocks import BasicBlock, Bottleneck
 
-    convs = ["conv1", "conv2", "conv3"] if isinstance(unit, Bottleneck) else ["conv1", "conv2"]
-    bns = ["bn1", "bn2", "bn3"] if isinstance(unit, Bottleneck) else ["bn1", "bn2"]
+    branch = type(unit).branch
+    if branch is Bottleneck.branch:
+        convs, bns = ["conv1", "conv2", "conv3"], ["bn1", "bn2", "bn3"]
+    elif branch is BasicBlock.branch:
+        convs, bns = ["conv1", "conv2"], ["bn1", "bn2"]
+    else:
+        return []
     if unit.preact:  # BN1 acts on the unit's input; BN(k+1) follows conv(k); the last conv has no BN after it
         return list(zip(convs[:-1], bns[1:]))
     return list(zip(convs, bns))
 
 
-def _fold_attr_pairs(module: nn.Module, pairs: list[tuple[str, str]]) -> int:
+def _foldable(conv: object, bn: object, shared: set[int]) -> bool:
+    """A plain conv used once (no parametrisation or hooks that would recompute or watch its weight) and a BN with
+    running statistics."""
+    from torch.nn.utils import parametrize
+
+    return (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats
+            and id(conv) not in shared and not parametrize.is_parametrized(conv)
+            and not (conv._forward_pre_hooks or conv._forward_hooks))
+
+
+def _fold_attr_pairs(module: nn.Module, pairs: list[tuple[str, str]], shared: set[int]) -> int:
     done = 0
     for conv_name, bn_name in pairs:
         conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+        if _foldable(conv, bn, shared):
             fold_conv_bn(conv, bn)
             setattr(module, bn_name, nn.Identity())
             done += 1
     return done
 
 
-def _fold_sequential(seq: nn.Sequential) -> int:
+def _fold_sequential(seq: nn.Sequential, shared: set[int]) -> int:
+    if type(seq).forward is not nn.Sequential.forward:  # a subclass with its own forward: order unknown
+        return 0
     done = 0
     names = list(seq._modules)
     for first, second in pairwise(names):
         conv, bn = seq._modules[first], seq._modules[second]
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+        if _foldable(conv, bn, shared):
             fold_conv_bn(conv, bn)
             seq._modules[second] = nn.Identity()
             done += 1
@@ -91,7 +111,7 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Modul
     """An evaluation-mode copy of ``model`` (or ``model`` itself with ``inplace``) with BNs folded into convs.
 
     Returns (the folded model, how many BNs were folded). The model's outputs in evaluation mode are unchanged
-    up to float rounding (``tests/test_fold.py`` checks every family).
+    up to float rounding (``tests/test_fold.py`` checks every family but Inception-ResNet-v2 in float64).
     """
     from senet.models.blocks import ResidualUnit
     from senet.models.resnet import ResNet
@@ -99,15 +119,20 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> tuple[nn.Modul
 
     folded = model if inplace else copy.deepcopy(model)
     folded.eval()
+    seen: set[int] = set()
+    shared: set[int] = set()  # modules reachable under two names: folding one use would change the other
+    for _, m in folded.named_modules(remove_duplicate=False):
+        (shared if id(m) in seen else seen).add(id(m))
     done = 0
     for module in list(folded.modules()):
         if isinstance(module, ResidualUnit):
-            done += _fold_attr_pairs(module, _unit_pairs(module))
+            done += _fold_attr_pairs(module, _unit_pairs(module), shared)
         elif isinstance(module, ResNet):  # a pre-activation CIFAR stem has no bn1: nothing to fold there
-            done += _fold_attr_pairs(module, [(f"conv{k}", f"bn{k}") for k in range(1, module.stem_convs + 1)])
+            stem = [(f"conv{k}", f"bn{k}") for k in range(1, module.stem_convs + 1)]
+            done += _fold_attr_pairs(module, stem, shared)
         elif isinstance(module, ConvUnit):
-            done += _fold_attr_pairs(module, [("conv", "bn")])
+            done += _fold_attr_pairs(module, [("conv", "bn")], shared)
         elif isinstance(module, nn.Sequential):
-            done += _fold_sequential(module)
+            done += _fold_sequential(module, shared)
     setattr(folded, FOLDED_ATTR, True)
     return folded, done

@@ -112,7 +112,7 @@ class ResNet(ClassifierNet):
             raise ConfigError(
                 f"layers must be positive unit counts, one per width {tuple(widths)}, got {tuple(layers)}"
             )
-        if stem_stride not in (1, 2) or (stem != "cifar" and stem_stride != 1):
+        if type(stem_stride) is not int or stem_stride not in (1, 2) or (stem != "cifar" and stem_stride != 1):
             raise ConfigError(f"stem_stride must be 1 or 2 and only applies to stem='cifar' (got stem_stride="
                               f"{stem_stride!r} with stem={stem!r})")
         if down_kernel_size not in (1, 3):
