@@ -120,3 +120,49 @@ def test_compiled_se_matches_eager():
     (gc,) = torch.autograd.grad(out_c.sum(), x)
     (ge,) = torch.autograd.grad(se(x).sum(), x)
     torch.testing.assert_close(gc, ge, rtol=1e-5, atol=1e-6)
+
+
+def test_dense_squeeze_gradient_is_used_for_bf16_channels_last_cpu_only():
+    from senet.layers.squeeze_excite import _broadcast_add_is_slow
+
+    x = torch.randn(2, 8, 4, 4)
+    assert not _broadcast_add_is_slow(x) and not _broadcast_add_is_slow(x.to(memory_format=torch.channels_last))
+    assert not _broadcast_add_is_slow(x.bfloat16())
+    assert _broadcast_add_is_slow(x.bfloat16().to(memory_format=torch.channels_last))
+    assert not _broadcast_add_is_slow(torch.randn(2, 8, 1, 1).bfloat16().to(memory_format=torch.channels_last))
+
+
+def test_dense_squeeze_gradient_passes_gradcheck():
+    from senet.layers.squeeze_excite import _MeanWithDenseGrad
+
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64).to(memory_format=torch.channels_last).requires_grad_()
+    assert torch.autograd.gradcheck(_MeanWithDenseGrad.apply, (x,))
+    _MeanWithDenseGrad.apply(x).sum().backward()
+    assert x.grad.is_contiguous(memory_format=torch.channels_last) and x.grad.stride()[2] != 0  # dense, not a view
+
+
+def test_bf16_channels_last_training_step_is_bit_identical_with_the_dense_squeeze_gradient(monkeypatch):
+    """The dense gradient changes the layout autograd adds, never a value: same loss and gradients to the bit."""
+    from senet.layers import squeeze_excite as se_module
+
+    torch.manual_seed(0)
+    model = senet.create_model("se_resnet20", in_chans=1).to(memory_format=torch.channels_last)
+    x = torch.randn(8, 1, 16, 16).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (8,))
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    calls = []
+    real = se_module._MeanWithDenseGrad.apply
+    monkeypatch.setattr(se_module._MeanWithDenseGrad, "apply", lambda t: calls.append(1) or real(t))
+    loss_dense, grads_dense = step()
+    assert len(calls) == 9  # every SE block of the model took the dense path
+    monkeypatch.setattr(se_module, "_broadcast_add_is_slow", lambda t: False)
+    loss_view, grads_view = step()
+    assert torch.equal(loss_dense, loss_view)
+    assert all(torch.equal(a, b) for a, b in zip(grads_dense, grads_view))
