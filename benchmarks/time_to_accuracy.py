@@ -3,7 +3,8 @@
 A grid file (``--grid``, default ``benchmarks/fmnist_recipes.yaml``) holds a ``base`` recipe and a list of
 ``recipes``, each a ``name`` and the keys it changes; ``--config FILE`` runs one ``senet train`` config file instead
 (named after the file). Every recipe is validated before any training starts; a recipe that fails while training
-is reported in the table and the others go on.
+is reported in the table and the others go on (a worker killed outright, by SIGKILL or a crash, leaves the
+pool waiting: stop the search with Ctrl-C, which ends every worker).
 Each recipe runs through :func:`senet.train.train` in its own process (``--parallel`` at a time, each with
 ``--threads`` torch threads), and its ``metrics.csv`` gives the epoch-by-epoch test top-1 and epoch times.
 
