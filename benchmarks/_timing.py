@@ -28,6 +28,7 @@ __all__ = [
     "interleaved",
     "median_ms",
     "paired_ratio",
+    "sgd_step_fn",
     "spread",
 ]
 
@@ -73,6 +74,24 @@ def autocast(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     if args.dtype == "bf16":
         return torch.autocast(args.device, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def sgd_step_fn(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace,
+                **sgd: float | bool) -> Callable[[], None]:
+    """One training step per call: zero the gradients, forward and cross-entropy (under :func:`autocast`), backward,
+    an SGD update with ``sgd`` options (default lr 1e-3, momentum 0.9)."""
+    import torch.nn.functional as F
+
+    opt = torch.optim.SGD(model.parameters(), **{"lr": 1e-3, "momentum": 0.9, **sgd})
+
+    def run() -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast(args):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    return run
 
 
 def describe_machine(device: str = "cpu") -> str:

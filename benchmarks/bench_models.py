@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,6 +37,7 @@ from _timing import (
     interleaved,
     median_ms,
     paired_ratio,
+    sgd_step_fn,
 )
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -47,20 +47,6 @@ def inference_fn(model: nn.Module, x: torch.Tensor, args: argparse.Namespace) ->
     def run() -> object:
         with torch.no_grad(), autocast(args):
             return model(x)
-
-    return run
-
-
-def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> Callable[[], object]:
-    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-
-    def run() -> object:
-        opt.zero_grad(set_to_none=True)
-        with autocast(args):
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return None
 
     return run
 
@@ -93,7 +79,7 @@ def compare(
         fns = {}
         for name, build in builders.items():
             model = prepare(build(), fmt, train, args)
-            fns[name] = train_step_fn(model, x, y, args) if train else inference_fn(model, x, args)
+            fns[name] = sgd_step_fn(model, x, y, args, lr=1e-4) if train else inference_fn(model, x, args)
         times = interleaved(fns, args.repeats, args.warmup, sync=args.sync)
         base_name = next(iter(builders))
         for name in builders:

@@ -23,37 +23,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import (
     add_common_args,
     apply_common_args,
-    autocast,
     describe_machine,
     format_table,
     interleaved,
     median_ms,
     paired_ratio,
+    sgd_step_fn,
 )
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 MODEL_KWARGS = {"in_chans": 1, "num_classes": 10}
 
 
-def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> Callable[[], object]:
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-
-    def run() -> object:
-        opt.zero_grad(set_to_none=True)
-        with autocast(args):
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return None
-
-    return run
+SGD = {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 
 def next_batch_fn(loader) -> Callable[[], object]:
@@ -97,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         fns = {}
         for name in ("resnet20", "se_resnet20"):
             model = senet.create_model(name, **MODEL_KWARGS).train().to(args.device, memory_format=fmt)
-            fns[name] = train_step_fn(torch.compile(model) if args.compile else model, x, y, args)
+            fns[name] = sgd_step_fn(torch.compile(model) if args.compile else model, x, y, args, **SGD)
         times = interleaved(fns, args.repeats, args.warmup, sync=args.sync)
         for name in fns:
             t = median_ms(times[name])
@@ -117,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         fetch = next_batch_fn(loader)
         images, labels = fetch()
         images = images.to(args.device).contiguous(memory_format=fmt)
-        step = train_step_fn(model, images, labels.to(args.device), args)
+        step = sgd_step_fn(model, images, labels.to(args.device), args, **SGD)
         times = interleaved({"loader": fetch, "se_resnet20 step": step}, args.repeats, args.warmup, sync=args.sync)
         load_ips = args.batch / median_ms(times["loader"]) * 1e3
         step_ips = args.batch / median_ms(times["se_resnet20 step"]) * 1e3

@@ -16,11 +16,10 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import apply_common_args, autocast, describe_machine
+from _timing import apply_common_args, describe_machine, sgd_step_fn
 
 
 def model_step(name: str, args: argparse.Namespace):
@@ -29,19 +28,10 @@ def model_step(name: str, args: argparse.Namespace):
     model = senet.create_model(name, in_chans=args.in_chans, num_classes=10).train()
     model = model.to(args.device, memory_format=args.memory_format)
     model = torch.compile(model) if args.compile else model
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     x = torch.randn(args.batch, args.in_chans, args.size, args.size, device=args.device)
     x = x.contiguous(memory_format=args.memory_format)
     y = torch.randint(0, 10, (args.batch,), device=args.device)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast(args):
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-
-    return step
+    return sgd_step_fn(model, x, y, args)
 
 
 def se_op_step(args: argparse.Namespace):
