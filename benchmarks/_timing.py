@@ -20,7 +20,9 @@ from collections.abc import Callable, Mapping
 import torch
 
 __all__ = [
+    "FORMATS",
     "add_common_args",
+    "add_formats_arg",
     "apply_common_args",
     "autocast",
     "describe_machine",
@@ -33,6 +35,8 @@ __all__ = [
 ]
 
 DEFAULT_THREADS = 2
+#: The memory formats the benchmarks compare, by the name ``--formats`` takes.
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 def add_common_args(parser: argparse.ArgumentParser, repeats: int = 15, warmup: int = 3, gpu: bool = True) -> None:
@@ -50,6 +54,12 @@ def add_common_args(parser: argparse.ArgumentParser, repeats: int = 15, warmup: 
                             help="fp32, or bf16 (bf16 tensors for single ops, bf16 autocast for models)")
     else:
         parser.set_defaults(device="cpu", dtype="fp32")
+
+
+def add_formats_arg(parser: argparse.ArgumentParser) -> None:
+    """Add ``--formats`` (default: every entry of :data:`FORMATS`)."""
+    parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS),
+                        help="memory formats to time (default both)")
 
 
 def apply_common_args(args: argparse.Namespace) -> None:

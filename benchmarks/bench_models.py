@@ -29,7 +29,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import (
+    FORMATS,
     add_common_args,
+    add_formats_arg,
     apply_common_args,
     autocast,
     describe_machine,
@@ -39,8 +41,6 @@ from _timing import (
     paired_ratio,
     sgd_step_fn,
 )
-
-FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 def inference_fn(model: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> Callable[[], object]:
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="inference batch sizes")
     parser.add_argument("--train-batch", type=int, default=8, help="batch of the timed training step (default 8)")
-    parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
+    add_formats_arg(parser)
     parser.add_argument("--skip-timm", action="store_true", help="only the SE-overhead comparison")
     parser.add_argument("--skip-overhead", action="store_true", help="only the comparison with timm")
     parser.add_argument("--skip-train", action="store_true", help="no training-step comparisons")

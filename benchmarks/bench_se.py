@@ -25,7 +25,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import (
+    FORMATS,
     add_common_args,
+    add_formats_arg,
     apply_common_args,
     describe_machine,
     format_table,
@@ -34,7 +36,6 @@ from _timing import (
     paired_ratio,
 )
 
-FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 TARGET_FORWARD = 1.15
 
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small shape (8, 256, 28, 28)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd modules")
     parser.add_argument("--fc", action="store_true", help="also compare the excitation FCs as 1x1 conv vs linear")
-    parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
+    add_formats_arg(parser)
     add_common_args(parser, repeats=15, warmup=3)
     args = parser.parse_args(argv)
     apply_common_args(args)

@@ -26,7 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import (
+    FORMATS,
     add_common_args,
+    add_formats_arg,
     apply_common_args,
     describe_machine,
     format_table,
@@ -36,10 +38,7 @@ from _timing import (
     sgd_step_fn,
 )
 
-FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 MODEL_KWARGS = {"in_chans": 1, "num_classes": 10}
-
-
 SGD = {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--workers", type=int, default=0, help="loader worker processes (default 0)")
-    parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
+    add_formats_arg(parser)
     parser.add_argument("--skip-data", action="store_true", help="no data-pipeline comparison")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models first")
     add_common_args(parser, repeats=10, warmup=2)

@@ -203,11 +203,8 @@ class SqueezeExcite(AttentionBlock):
         """Return s = sigma(W2 . delta(W1 . F_sq(U))) in max(float32, U's dtype), shape (N, C, 1, 1)
         ((N, C, H, W) for NoSqueeze)."""
         check_channels(self, x)
-        return self.excite(self._squeeze(x))
-
-    def excite(self, z: torch.Tensor) -> torch.Tensor:
-        """The excitation alone: s = sigma(W2 . delta(W1 . z)) for a squeezed z, in max(float32, z's dtype)."""
-        return self.gate(at_least_float32(self.fc2(self.act(self.fc1(z)))))
+        s = self.fc2(self.act(self.fc1(self._squeeze(x))))
+        return self.gate(at_least_float32(s))
 
     def scale(self, x: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
         """``U * s``, or ``shortcut + U * s`` in one ``addcmul`` (the SE-ResNet tail, the release's "Axpy")."""
