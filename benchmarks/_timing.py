@@ -23,6 +23,7 @@ __all__ = [
     "FORMATS",
     "add_common_args",
     "add_formats_arg",
+    "add_malloc_arg",
     "apply_common_args",
     "autocast",
     "describe_machine",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 DEFAULT_THREADS = 2
+#: What :func:`apply_common_args` did to glibc's malloc thresholds, for :func:`describe_machine` to report.
+_malloc_state = "malloc not set by the benchmark"
 #: The memory formats the benchmarks compare, by the name ``--formats`` takes.
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
@@ -48,12 +51,20 @@ def add_common_args(parser: argparse.ArgumentParser, repeats: int = 15, warmup: 
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch intra-op threads (default 2)")
     parser.add_argument("--repeats", type=int, default=repeats, help=f"timed rounds per candidate (default {repeats})")
     parser.add_argument("--warmup", type=int, default=warmup, help=f"untimed rounds per candidate (default {warmup})")
+    add_malloc_arg(parser)
     if gpu:
         parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
         parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
                             help="fp32, or bf16 (bf16 tensors for single ops, bf16 autocast for models)")
     else:
         parser.set_defaults(device="cpu", dtype="fp32")
+
+
+def add_malloc_arg(parser: argparse.ArgumentParser) -> None:
+    """Add ``--malloc tuned|default`` (part of :func:`add_common_args`), applied by :func:`apply_common_args`."""
+    parser.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                        help="tuned (default): glibc keeps freed blocks, as the senet command runs "
+                             "(senet.runtime); default: glibc's thresholds, page faults on every large tensor")
 
 
 def add_formats_arg(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +74,7 @@ def add_formats_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_common_args(args: argparse.Namespace) -> None:
-    """Pin the thread count, check the device and validate the counts parsed by :func:`add_common_args`.
+    """Pin the thread count, set the allocator, check the device and validate what :func:`add_common_args` parsed.
 
     Sets ``args.sync``: the callable that :func:`interleaved` runs after each timed call (a CUDA synchronize, so
     asynchronous GPU work is inside the measured time), and ``args.torch_dtype``.
@@ -73,6 +84,14 @@ def apply_common_args(args: argparse.Namespace) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("benchmark: --device cuda, but torch sees no CUDA device")
     torch.set_num_threads(args.threads)
+    global _malloc_state
+    if args.malloc == "tuned":
+        from senet.runtime import tune_cpu_allocator
+
+        tuned = tune_cpu_allocator()
+        _malloc_state = "malloc tuned" if tuned else "malloc NOT tuned (not glibc, or set by the environment)"
+    else:
+        _malloc_state = "glibc's default malloc"
     args.sync = torch.cuda.synchronize if args.device == "cuda" else None
     args.torch_dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     if args.device == "cuda":
@@ -112,7 +131,7 @@ def describe_machine(device: str = "cpu") -> str:
     gpu = f", GPU {torch.cuda.get_device_name()}" if device == "cuda" else ""
     return (
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads{load}{gpu}"
+        f"{os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads{load}{gpu}, {_malloc_state}"
     )
 
 

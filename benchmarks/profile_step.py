@@ -19,7 +19,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import apply_common_args, describe_machine, sgd_step_fn
+from _timing import add_malloc_arg, apply_common_args, describe_machine, sgd_step_fn
 
 
 def model_step(name: str, args: argparse.Namespace):
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="fp32 or bf16 (autocast for models)")
+    add_malloc_arg(parser)
     parser.set_defaults(repeats=1)  # apply_common_args checks it; profiling has --steps instead
     args = parser.parse_args(argv)
     if args.steps < 1:
