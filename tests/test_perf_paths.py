@@ -166,3 +166,87 @@ def test_bf16_channels_last_training_step_is_bit_identical_with_the_dense_squeez
     loss_view, grads_view = step()
     assert torch.equal(loss_dense, loss_view)
     assert all(torch.equal(a, b) for a, b in zip(grads_dense, grads_view))
+
+
+def _module_path(monkeypatch):
+    """Force SqueezeExcite.excitation through the four submodule calls (the reference for the functional path)."""
+    monkeypatch.setattr(SqueezeExcite, "_is_plain", lambda self: False)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_functional_excitation_is_bit_identical_to_the_module_calls(monkeypatch, fmt):
+    torch.manual_seed(0)
+    model = senet.create_model("se_resnet20", in_chans=1).to(memory_format=fmt)
+    x = torch.randn(4, 1, 16, 16).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (4,))
+    se = next(m for m in model.modules() if isinstance(m, SqueezeExcite))
+    assert se._is_plain()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def step():
+        model.load_state_dict(start)  # the BN running statistics are back where they were
+        model.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        with torch.no_grad():
+            logits = model.eval()(x)
+        model.train()
+        return loss.detach(), logits, [p.grad.clone() for p in model.parameters()]
+
+    fast = step()
+    _module_path(monkeypatch)
+    slow = step()
+    assert torch.equal(fast[0], slow[0]) and torch.equal(fast[1], slow[1])
+    assert all(torch.equal(a, b) for a, b in zip(fast[2], slow[2]))
+
+
+def test_functional_excitation_under_bf16_autocast_matches_module_calls(monkeypatch):
+    se = SqueezeExcite(16, 4)
+    x = torch.randn(2, 16, 5, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = se.excitation(x)
+        _module_path(monkeypatch)
+        slow = se.excitation(x)
+    assert fast.dtype == slow.dtype == torch.float32
+    assert torch.equal(fast, slow)
+
+
+@pytest.mark.parametrize("watch", ["fc1", "act", "fc2", "gate"])
+def test_a_hook_on_any_submodule_sees_every_call(watch):
+    se = SqueezeExcite(8, 2)
+    seen = []
+    getattr(se, watch).register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
+    se(torch.randn(3, 8, 4, 4))
+    se.scale(torch.randn(3, 8, 4, 4), torch.randn(3, 8, 4, 4))
+    assert len(seen) == 2 and not se._is_plain()
+
+
+def test_a_global_module_hook_sees_the_gate():
+    se = SqueezeExcite(8, 2)
+    seen = []
+    handle = nn.modules.module.register_module_forward_hook(
+        lambda mod, inp, out: seen.append(type(mod).__name__))
+    try:
+        assert not se._is_plain()
+        se(torch.randn(2, 8, 3, 3))
+    finally:
+        handle.remove()
+    assert {"PointwiseConv2d", "ReLU", "Sigmoid", "SqueezeExcite"} <= set(seen)
+    assert se._is_plain()
+
+
+@pytest.mark.parametrize("change", ["gate", "act", "fc1", "squeeze"])
+def test_replaced_submodules_take_the_module_path(change):
+    se = SqueezeExcite(8, 2)
+    if change == "gate":
+        se.gate = nn.Hardsigmoid()
+    elif change == "act":
+        se.act = nn.GELU()
+    elif change == "fc1":
+        se.fc1 = nn.Conv2d(8, 4, 1)
+    else:
+        se = SqueezeExcite(8, 2, squeeze="none")
+    assert not se._is_plain()
+    x = torch.randn(2, 8, 3, 3)
+    z = x if change == "squeeze" else x.mean((2, 3), keepdim=True)
+    torch.testing.assert_close(se(x), x * se.gate(se.fc2(se.act(se.fc1(z)))))

@@ -28,6 +28,7 @@ from torch import nn
 
 from senet.errors import ConfigError
 from senet.layers import AttnFactory, SqueezeExcite
+from senet.layers.squeeze_excite import has_hooks
 
 __all__ = [
     "SE_POSITIONS",
@@ -60,16 +61,11 @@ def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
 
 
-def _has_forward_hooks(module: nn.Module) -> bool:
-    """True when hooks watch ``module``'s forward; the fused tail bypasses it, so the unfused path runs instead."""
-    return bool(module._forward_hooks or module._forward_pre_hooks)
-
-
 def scale_and_add(se: nn.Module | None, out: torch.Tensor, shortcut: torch.Tensor, fused: bool = True) -> torch.Tensor:
     """``se(out) + shortcut``; fused into one ``addcmul`` (shortcut + U * s) for a hook-free SqueezeExcite."""
     if se is None:
         return out + shortcut
-    if fused and isinstance(se, SqueezeExcite) and not _has_forward_hooks(se):
+    if fused and isinstance(se, SqueezeExcite) and not has_hooks(se):
         return se.scale(out, shortcut)
     return se(out) + shortcut
 
