@@ -250,3 +250,42 @@ def test_replaced_submodules_take_the_module_path(change):
     x = torch.randn(2, 8, 3, 3)
     z = x if change == "squeeze" else x.mean((2, 3), keepdim=True)
     torch.testing.assert_close(se(x), x * se.gate(se.fc2(se.act(se.fc1(z)))))
+
+
+POOLS = [{"kernel_size": 3, "stride": 2, "padding": 1}, {"kernel_size": 3, "stride": 2, "ceil_mode": True},
+         {"kernel_size": 3, "stride": 2}, {"kernel_size": 2, "stride": 2}]
+
+
+@pytest.mark.parametrize("cfg", POOLS, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+@pytest.mark.parametrize("data", ["ties", "random"])
+def test_layout_max_pool_equals_nn_max_pool_with_gradients(cfg, data):
+    """Values and input gradients equal to the bit, ties included (ReLU zeros and repeated integers)."""
+    from senet.models.common import MaxPool2d
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 15, 17)
+    x = torch.relu(x) if data == "random" else torch.randint(0, 3, x.shape).float()
+    g = torch.randn_like(nn.MaxPool2d(**cfg)(x))
+    results = []
+    for pool in (MaxPool2d(**cfg), nn.MaxPool2d(**cfg)):
+        leaf = x.clone().requires_grad_(True)
+        out = pool(leaf)
+        out.backward(g)
+        assert out.is_contiguous() and leaf.grad.is_contiguous()
+        results.append((out.detach(), leaf.grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+def test_layout_max_pool_keeps_the_input_layout_and_the_stock_interface():
+    from senet.models.common import MaxPool2d
+
+    pool = MaxPool2d(3, 2, padding=1)
+    assert repr(pool) == repr(nn.MaxPool2d(3, 2, padding=1)) and pool.state_dict() == {}
+    x = torch.randn(1, 4, 9, 9).contiguous(memory_format=torch.channels_last)
+    assert pool(x).is_contiguous(memory_format=torch.channels_last)
+    out, idx = MaxPool2d(3, 2, padding=1, return_indices=True)(x.contiguous())
+    ref, ref_idx = F.max_pool2d(x.contiguous(), 3, 2, 1, return_indices=True)
+    assert torch.equal(out, ref) and torch.equal(idx, ref_idx)
+    exported = torch.export.export(pool, (torch.randn(1, 4, 9, 9),))
+    ops = [str(n.target) for n in exported.graph.nodes if n.op == "call_function"]
+    assert ops and all("max_pool2d" in op for op in ops)  # export takes the stock path: no layout copies

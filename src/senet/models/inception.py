@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from senet.layers import AttnFactory, make_attn_factory
-from senet.models.common import ClassifierNet, ConvBnAct, init_conv_bn
+from senet.models.common import ClassifierNet, ConvBnAct, MaxPool2d, init_conv_bn
 from senet.models.registry import register_model
 
 __all__ = [
@@ -61,7 +61,7 @@ class InceptionModule(nn.Module):
         self.branch3x3dbl = nn.Sequential(ConvBnAct(in_ch, cd3r, 1), ConvBnAct(cd3r, cd3, 3, 1, 1),
                                           ConvBnAct(cd3, cd3, 3, stride, 1))
         # Padding 1 keeps every branch at ceil(H / stride), whatever the input size.
-        pool_layer = (nn.MaxPool2d(3, stride, 1) if pool == "max" else nn.AvgPool2d(3, stride, 1))
+        pool_layer = (MaxPool2d(3, stride, 1) if pool == "max" else nn.AvgPool2d(3, stride, 1))
         self.branch_pool = nn.Sequential(pool_layer, ConvBnAct(in_ch, proj, 1)) if proj else pool_layer
         self.out_channels = c1 + c3 + cd3 + (proj or in_ch)
         self.se = attn_factory(self.out_channels) if attn_factory is not None else None
@@ -92,10 +92,10 @@ class BNInception(ClassifierNet):
         self.default_input_size = (in_chans, 224, 224)
         self.min_input_size = 1
         self.conv1 = ConvBnAct(in_chans, 64, 7, 2, 3)
-        self.pool1 = nn.MaxPool2d(3, 2, 1)
+        self.pool1 = MaxPool2d(3, 2, 1)
         self.conv2_reduce = ConvBnAct(64, 64, 1)
         self.conv2 = ConvBnAct(64, 192, 3, 1, 1)
-        self.pool2 = nn.MaxPool2d(3, 2, 1)
+        self.pool2 = MaxPool2d(3, 2, 1)
         channels = 192
         self.module_names = list(BN_INCEPTION_MODULES)
         for name, spec in BN_INCEPTION_MODULES.items():

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from senet.layers import AttnFactory, make_attn_factory
-from senet.models.common import ClassifierNet, ConvBnAct, init_conv_bn
+from senet.models.common import ClassifierNet, ConvBnAct, MaxPool2d, init_conv_bn
 from senet.models.registry import register_model
 
 __all__ = [
@@ -112,8 +112,8 @@ class InceptionResNetV2(ClassifierNet):
         self.default_input_size = (in_chans, 299, 299)
         self.min_input_size = 75
         self.stem = nn.Sequential(
-            _conv(in_chans, 32, 3, 2), _conv(32, 32, 3), _conv(32, 64, 3, 1, 1), nn.MaxPool2d(3, 2),
-            _conv(64, 80, 1), _conv(80, 192, 3), nn.MaxPool2d(3, 2),
+            _conv(in_chans, 32, 3, 2), _conv(32, 32, 3), _conv(32, 64, 3, 1, 1), MaxPool2d(3, 2),
+            _conv(64, 80, 1), _conv(80, 192, 3), MaxPool2d(3, 2),
         )
         self.mixed_5b = Concat(
             _conv(192, 96, 1), nn.Sequential(_conv(192, 48, 1), _conv(48, 64, 5, 1, 2)),
@@ -125,7 +125,7 @@ class InceptionResNetV2(ClassifierNet):
         self.mixed_6a = Concat(
             _conv(320, 384, 3, 2),
             nn.Sequential(_conv(320, 256, 1), _conv(256, 256, 3, 1, 1), _conv(256, 384, 3, 2)),
-            nn.MaxPool2d(3, 2),
+            MaxPool2d(3, 2),
         )
         self.repeat_b = nn.Sequential(*[
             InceptionResidual(1088, block_b_branches(1088), 384, 0.10, attn_factory=factory) for _ in range(20)])
@@ -133,7 +133,7 @@ class InceptionResNetV2(ClassifierNet):
             nn.Sequential(_conv(1088, 256, 1), _conv(256, 384, 3, 2)),
             nn.Sequential(_conv(1088, 256, 1), _conv(256, 288, 3, 2)),
             nn.Sequential(_conv(1088, 256, 1), _conv(256, 288, 3, 1, 1), _conv(288, 320, 3, 2)),
-            nn.MaxPool2d(3, 2),
+            MaxPool2d(3, 2),
         )
         self.repeat_c = nn.Sequential(*[
             InceptionResidual(2080, block_c_branches(2080), 448, 0.20 if i < 9 else 1.0, activate=i < 9,

@@ -30,7 +30,7 @@ from senet.models.blocks import (
     conv3x3,
     projection_shortcut,
 )
-from senet.models.common import ClassifierNet, init_conv_bn
+from senet.models.common import ClassifierNet, MaxPool2d, init_conv_bn
 from senet.models.registry import register_model
 
 __all__ = ["BLOCKS", "STEMS", "ResNet", "build_resnet", "check_se_stages"]
@@ -177,7 +177,7 @@ class ResNet(ClassifierNet):
         if stem == "cifar":
             self.maxpool = None
         else:
-            self.maxpool = nn.MaxPool2d(3, 2, padding=1) if pool == "pad" else nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.maxpool = MaxPool2d(3, 2, padding=1) if pool == "pad" else MaxPool2d(3, 2, ceil_mode=True)
 
     def _init_weights(self, zero_init_last: bool) -> None:
         init_conv_bn(self)  # He-normal convs, identity BNs; attention modules keep their own initialisation

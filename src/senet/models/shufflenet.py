@@ -23,7 +23,7 @@ from torch import nn
 
 from senet.errors import ConfigError
 from senet.layers import AttnFactory, make_attn_factory
-from senet.models.common import ClassifierNet, ConvBnAct, init_conv_bn
+from senet.models.common import ClassifierNet, ConvBnAct, MaxPool2d, init_conv_bn
 from senet.models.registry import register_model
 
 __all__ = [
@@ -94,7 +94,7 @@ class ShuffleNetV1(ClassifierNet):
         self.in_chans = self.check_in_chans(in_chans)
         self.default_input_size = (in_chans, 224, 224)
         self.min_input_size = 1
-        self.stem = nn.Sequential(ConvBnAct(in_chans, 24, 3, 2, 1), nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(ConvBnAct(in_chans, 24, 3, 2, 1), MaxPool2d(3, 2, 1))
         channels = 24
         for s, (width, n) in enumerate(zip(SHUFFLENET_V1_WIDTHS[groups], SHUFFLENET_V1_UNITS), start=2):
             units = []

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from senet.layers import AttnFactory, make_attn_factory
-from senet.models.common import ClassifierNet, init_conv_bn
+from senet.models.common import ClassifierNet, MaxPool2d, init_conv_bn
 from senet.models.registry import register_model
 
 __all__ = ["VGG", "VGG16_STAGES", "ConvUnit", "se_vgg16_bn", "vgg16_bn"]
@@ -67,7 +67,7 @@ class VGG(ClassifierNet):
             for i in range(1, n + 1):
                 layers[f"conv{s}_{i}"] = ConvUnit(channels, width, factory)
                 channels = width
-            layers[f"pool{s}"] = nn.MaxPool2d(2, 2)
+            layers[f"pool{s}"] = MaxPool2d(2, 2)
         self.features = nn.Sequential(layers)
         self.pool = nn.AdaptiveAvgPool2d(7)
         self.init_head(channels, num_classes, drop_rate, fc_in=hidden)
