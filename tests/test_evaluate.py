@@ -96,3 +96,21 @@ def test_channels_last_is_used_when_the_run_trained_with_it(tmp_path, monkeypatc
     result = evaluate(out, device="cpu", out=tmp_path / "e")
     assert seen == [(True, True)] and result["channels_last"]
     assert result["top1"] == pytest.approx(trained.final["val_top1"])
+
+
+def test_fold_bn_gives_the_same_metrics_and_leaves_the_saved_model_alone(tmp_path, capsys):
+    data = "synthetic:classes=4,size=16,train=64,val=48"
+    out = tmp_path / "run"
+    train({"model": "se_resnet8", "data": data, "epochs": 1, "batch_size": 32, "lr": 0.05, "progress": False,
+           "out": str(out)})
+    weights = out / "model.safetensors"
+    before = weights.read_bytes()
+    plain = evaluate(out, out=tmp_path / "plain")
+    folded = evaluate(out, fold_bn=True, out=tmp_path / "folded")
+    assert plain["bn_folded"] == 0 and folded["bn_folded"] == 9  # stem + 2 per unit x 3 units + 2 downsamples
+    assert folded["top1"] == plain["top1"] and folded["confusion"] == plain["confusion"]
+    assert folded["loss"] == pytest.approx(plain["loss"], rel=1e-5)
+    assert weights.read_bytes() == before
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--fold-bn", "--json", "--out", str(tmp_path / "cli")]) == 0
+    assert json.loads(capsys.readouterr().out)["bn_folded"] == 9

@@ -19,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes (default 0)")
     p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model before evaluating")
+    p.add_argument("--fold-bn", action="store_true",
+                   help="fold BatchNorm into the preceding convolutions first (faster; same results to rounding)")
     p.add_argument("--out", metavar="DIR", help="where to write metrics.json and confusion.png")
     p.add_argument("--json", action="store_true", help="print a JSON object (top1, top5, loss, per_class, ...)")
     p.set_defaults(func=run)
@@ -29,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate(args.model, args.data, data_dir=args.data_dir, download=args.download,
                       val_subset=args.val_subset, batch_size=args.batch_size, workers=args.workers, out=args.out,
-                      progress=not args.json, device=args.device, compile=args.compile)
+                      progress=not args.json, device=args.device, compile=args.compile,
+                      fold_bn=args.fold_bn)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "confusion"}))
         return 0
