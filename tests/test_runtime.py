@@ -61,16 +61,47 @@ def test_opt_out_and_user_settings_are_respected(env):
     assert applied == "False" and mapped >= 64 << 20
 
 
+@pytest.mark.skipif(not GLIBC, reason="glibc malloc only")
+def test_an_unrelated_glibc_tunable_does_not_stop_the_tuning():
+    applied, mapped = _probe("tune", GLIBC_TUNABLES="glibc.pthread.rseq=0")
+    assert applied == "True" and mapped == 0
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2**31, 1.5, True, "1"])
 def test_limit_must_fit_a_c_int(bad):
     with pytest.raises(ValueError, match="limit_bytes"):
         tune_cpu_allocator(bad)
 
 
-def test_the_senet_command_tunes_before_running(monkeypatch):
+def test_the_senet_program_tunes_and_main_alone_does_not(monkeypatch):
     from senet import cli
 
     calls = []
-    monkeypatch.setattr(cli, "tune_cpu_allocator", lambda: calls.append(True) or True)
+    monkeypatch.setattr(cli, "tune_cpu_allocator", lambda: calls.append("tune") or True)
+    monkeypatch.setattr(cli, "build_parser", lambda real=cli.build_parser: calls.append("parse") or real())
     assert cli.main(["models"]) == 0
-    assert calls == [True]
+    assert calls == ["parse"]  # tests and embedding programs call main(): their process is left alone
+    monkeypatch.setattr(sys, "argv", ["senet", "models"])
+    assert cli.console_main() == 0
+    assert calls == ["parse", "tune", "parse"]  # the program tunes first
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc malloc only")
+def test_a_refused_mmap_threshold_leaves_the_trim_threshold_alone(monkeypatch):
+    import ctypes
+
+    from senet import runtime
+
+    seen = []
+
+    class FakeLibc:
+        @staticmethod
+        def mallopt(param, value):
+            seen.append(param)
+            return 0 if param == runtime._M_MMAP_THRESHOLD else 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc)
+    for name in ("SENET_TUNE_MALLOC", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    assert tune_cpu_allocator() is False
+    assert seen == [runtime._M_MMAP_THRESHOLD]

@@ -2,6 +2,6 @@
 
 import sys
 
-from senet.cli import main
+from senet.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -11,8 +11,9 @@ below the default threshold).
 
 :func:`tune_cpu_allocator` raises glibc's mmap and trim thresholds so freed blocks are reused instead of
 returned: the cost is that the process keeps up to ``limit_bytes`` of freed memory (its peak, at most) rather
-than giving it back. It is a process-level decision, so importing :mod:`senet` never makes it; the ``senet``
-command does, and ``SENET_TUNE_MALLOC=0`` turns that off.
+than giving it back. It is a process-level decision, so neither importing :mod:`senet` nor calling
+:func:`senet.cli.main` makes it; the ``senet`` program does (:func:`senet.cli.console_main`), and
+``SENET_TUNE_MALLOC=0`` turns that off.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ ENV_VAR = "SENET_TUNE_MALLOC"
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 #: Environment variables through which a user already chose glibc malloc settings; they are left alone.
-_USER_MALLOC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+_USER_MALLOC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 _INT_MAX = 2**31 - 1
 
 
@@ -37,15 +38,17 @@ def tune_cpu_allocator(limit_bytes: int = 1 << 30) -> bool:
     """Let glibc's malloc keep freed blocks below ``limit_bytes`` in the heap (mmap and trim thresholds).
 
     Returns True when the thresholds were set; False (and changes nothing) on a C library other than glibc, when
-    ``SENET_TUNE_MALLOC=0``, or when the environment already sets ``MALLOC_MMAP_THRESHOLD_``,
-    ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES`` (the user's own choice wins). A preloaded jemalloc or
+    ``SENET_TUNE_MALLOC=0``, when the environment already sets ``MALLOC_MMAP_THRESHOLD_``,
+    ``MALLOC_TRIM_THRESHOLD_`` or a ``glibc.malloc.*`` tunable (the user's own choice wins), or when glibc refuses
+    the mmap threshold (glibc before 2.26 caps it at 32 MiB; then the trim threshold is not touched either). A preloaded jemalloc or
     tcmalloc bypasses glibc's malloc, so the call is then harmless and without effect.
     """
     if isinstance(limit_bytes, bool) or not isinstance(limit_bytes, int) or not 0 < limit_bytes <= _INT_MAX:
         raise ValueError(f"limit_bytes must be an int in 1..{_INT_MAX} (mallopt takes a C int), got {limit_bytes!r}")
     if os.environ.get(ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off"):
         return False
-    if any(name in os.environ for name in _USER_MALLOC_SETTINGS):
+    if any(name in os.environ for name in _USER_MALLOC_SETTINGS) or "glibc.malloc." in os.environ.get(
+            "GLIBC_TUNABLES", ""):
         return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
@@ -55,5 +58,8 @@ def tune_cpu_allocator(limit_bytes: int = 1 << 30) -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    # Setting either one also stops glibc's own adjustment of both (its "dynamic threshold").
-    return bool(mallopt(_M_TRIM_THRESHOLD, limit_bytes)) and bool(mallopt(_M_MMAP_THRESHOLD, limit_bytes))
+    # The mmap threshold first: setting either one stops glibc's own raising of both (its "dynamic threshold"), so
+    # a refused mmap threshold must not leave a fixed trim threshold behind.
+    if not mallopt(_M_MMAP_THRESHOLD, limit_bytes):
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, limit_bytes))

@@ -2,9 +2,10 @@
 
 A subcommand module defines ``add_parser(subparsers)``, which registers its parser and sets ``func`` to a
 ``run(args) -> int`` function. Errors meant for people (:class:`~senet.errors.SenetError`, ``ValueError``,
-missing files) end as one line on stderr and exit status 2, without a traceback. Before a subcommand runs,
-:func:`senet.runtime.tune_cpu_allocator` keeps glibc from returning large freed blocks to the kernel (up to ~1.7x
-faster CPU inference at batch 32 on 224x224 images; ``SENET_TUNE_MALLOC=0`` keeps the defaults).
+missing files) end as one line on stderr and exit status 2, without a traceback. The ``senet`` program
+(:func:`console_main`, also ``python -m senet``) first lets glibc keep large freed blocks
+(:func:`senet.runtime.tune_cpu_allocator`: up to ~1.7x faster CPU inference at batch 32 on 224x224 images;
+``SENET_TUNE_MALLOC=0`` keeps the defaults); :func:`main` alone, as tests and other programs call it, does not.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    tune_cpu_allocator()  # large activations reuse freed heap blocks (senet.runtime); SENET_TUNE_MALLOC=0 opts out
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -47,5 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def console_main() -> int:
+    """The ``senet`` program: tune the process's allocator (it owns the process), then :func:`main`."""
+    tune_cpu_allocator()
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())
