@@ -4,7 +4,7 @@ A subcommand module defines ``add_parser(subparsers)``, which registers its pars
 ``run(args) -> int`` function. Errors meant for people (:class:`~senet.errors.SenetError`, ``ValueError``,
 missing files) end as one line on stderr and exit status 2, without a traceback. The ``senet`` program
 (:func:`console_main`, also ``python -m senet``) first lets glibc keep large freed blocks
-(:func:`senet.runtime.tune_cpu_allocator`: up to ~1.7x faster CPU inference at batch 32 on 224x224 images;
+(:func:`senet.runtime.tune_cpu_allocator`: 1.4-1.8x faster CPU inference at batch 32 on 224x224 images;
 ``SENET_TUNE_MALLOC=0`` keeps the defaults); :func:`main` alone, as tests and other programs call it, does not.
 """
 
