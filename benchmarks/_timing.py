@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from senet.layers import se_triton
+
 __all__ = [
     "FORMATS",
     "add_common_args",
@@ -132,6 +134,7 @@ def describe_machine(device: str = "cpu") -> str:
     return (
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads{load}{gpu}, {_malloc_state}"
+        f"{', SE tail: fused Triton kernels' if se_triton.enabled() else ''}"
     )
 
 

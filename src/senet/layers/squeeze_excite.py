@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from senet.errors import ConfigError
+from senet.layers import se_triton
 
 __all__ = ["GATES", "SQUEEZES", "AttentionBlock", "PointwiseConv2d", "SqueezeExcite", "check_channels", "has_hooks",
            "make_gate"]
@@ -245,7 +246,16 @@ class SqueezeExcite(AttentionBlock):
         return self.gate(at_least_float32(s))
 
     def scale(self, x: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
-        """``U * s``, or ``shortcut + U * s`` in one ``addcmul`` (the SE-ResNet tail, the release's "Axpy")."""
+        """``U * s``, or ``shortcut + U * s`` in one ``addcmul`` (the SE-ResNet tail, the release's "Axpy").
+
+        With ``SENET_SE_KERNEL=triton`` (:mod:`senet.layers.se_triton`), the tail of a stock, unhooked block on a
+        CUDA map runs as fused Triton kernels instead (float32 excitation; same values to float rounding).
+        """
+        if (shortcut is not None and se_triton.enabled() and self.squeeze == "avg" and se_triton.applies(x, shortcut)
+                and self._is_plain()):
+            check_channels(self, x)
+            return se_triton.FusedScaleAdd.apply(x, shortcut, self.fc1.weight, self.fc1.bias, self.fc2.weight,
+                                                 self.fc2.bias)
         s = self.excitation(x).to(x.dtype)
         return x * s if shortcut is None else torch.addcmul(shortcut, x, s)
 
