@@ -29,14 +29,16 @@ _CHILD = textwrap.dedent("""
         se_triton.enable(fused)
         u, r = u.detach().clone().requires_grad_(), r.detach().clone().requires_grad_()
         se.zero_grad(set_to_none=True)
-        out = se.scale(u, r)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=u.dtype == torch.bfloat16):
+            out = se.scale(u, r)
         g = torch.randn_like(out)
         out.backward(g)
         return out.detach(), [u.grad, r.grad] + [p.grad for p in se.parameters()]
 
     for fmt in (torch.contiguous_format, torch.channels_last):
         for bias in (True, False):
-            for shape in ((2, 8, 5, 7), (3, 40, 9, 9)):
+            big = [(8, 256, 56, 56), (16, 2048, 7, 7)] if device == "cuda" else []  # ResNet-50 shapes on a GPU
+            for shape in [(2, 8, 5, 7), (3, 40, 9, 9), (2, 136, 7, 7), (1, 16, 56, 56)] + big:
                 se = SqueezeExcite(shape[1], 4, bias=bias).to(device)
                 u = torch.randn(shape, device=device).contiguous(memory_format=fmt)
                 r = torch.randn(shape, device=device).contiguous(memory_format=fmt)
@@ -47,6 +49,30 @@ _CHILD = textwrap.dedent("""
                 assert len(fused[1]) == len(eager[1]) == 2 + (4 if bias else 2)
                 for a, b in zip(fused[1], eager[1]):
                     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+    # bf16 maps under autocast (the fused excitation stays float32, the eager one runs bf16 products): close.
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        se = SqueezeExcite(40, 4).to(device)
+        u = torch.randn(3, 40, 9, 9, device=device).contiguous(memory_format=fmt)
+        r = torch.randn(3, 40, 9, 9, device=device).contiguous(memory_format=fmt)
+        torch.manual_seed(1); eager = run_tail(se, u.bfloat16(), r.bfloat16(), False)
+        torch.manual_seed(1); fused = run_tail(se, u.bfloat16(), r.bfloat16(), True)
+        assert fused[0].dtype == torch.bfloat16 and fused[0].is_contiguous(memory_format=fmt)
+        torch.testing.assert_close(fused[0].float(), eager[0].float(), rtol=2e-2, atol=2e-2)
+        for a, b in zip(fused[1], eager[1]):
+            assert a.dtype == b.dtype
+            torch.testing.assert_close(a.float(), b.float(), rtol=5e-2, atol=5e-2)
+
+    # Frozen SE weights and a U without gradient: only what is asked for is computed.
+    se = SqueezeExcite(8, 2).to(device).requires_grad_(False)
+    u = torch.randn(2, 8, 4, 4, device=device)
+    r = torch.randn(2, 8, 4, 4, device=device, requires_grad=True)
+    se_triton.enable(True)
+    se.scale(u, r).sum().backward()
+    assert torch.equal(r.grad, torch.ones_like(r)) and all(p.grad is None for p in se.parameters())
+    se.requires_grad_(True)
+    se.scale(u, r).sum().backward()
+    assert all(p.grad is not None for p in se.parameters())
 
     # The fused path really ran (a kernel, not the eager fallback), and a hook on the gate forces the eager path.
     se = SqueezeExcite(8, 2).to(device)
@@ -108,3 +134,46 @@ def test_off_by_default_and_off_for_cpu_tensors(monkeypatch):
         assert not se_triton.applies(u, u)  # CPU tensors never take the kernels outside the interpreter
     finally:
         se_triton.enable(before)
+
+
+def _compile_for_sm90(fn, signature: dict[str, str], constexprs: dict[str, object]):
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = fn.arg_names
+    sig = {name: ("constexpr" if name in constexprs else signature[name]) for name in names}
+    consts = {(names.index(name),): value for name, value in constexprs.items()}
+    return triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts), target=GPUTarget("cuda", 90, 32))
+
+
+def test_every_kernel_variant_compiles_for_an_h100(tmp_path, monkeypatch):
+    """Ahead-of-time compilation to sm_90 cubins (Triton's bundled ptxas; no GPU needed): what the interpreter
+    cannot check - that the kernels lower through TTIR/TTGIR/PTX for a real GPU - for bf16 and fp32 maps."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("kernels are interpreted in this process")
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    try:
+        from triton.backends.compiler import GPUTarget  # noqa: F401
+        from triton.compiler import ASTSource  # noqa: F401
+    except ImportError:
+        pytest.skip("this Triton has no ahead-of-time compile API")
+    k = se_triton._kernels()
+    bp, bc = se_triton._NHWC_TILE
+    dot_c, dot_hw = se_triton._NCHW_DOT_TILE
+    for dt in ("*bf16", "*fp32"):
+        for add_map in (True, False):
+            add = dt if add_map else "*fp32"
+            compiled = [
+                _compile_for_sm90(k["affine_nchw"], {"x_ptr": dt, "s_ptr": "*fp32", "add_ptr": add, "out_ptr": dt,
+                                                     "HW": "i32"}, {"ADD_MAP": add_map, "BLOCK": se_triton._BLOCK_HW_ROW}),
+                _compile_for_sm90(k["affine_nhwc"], {"x_ptr": dt, "s_ptr": "*fp32", "add_ptr": add, "out_ptr": dt,
+                                                     "C": "i32", "HW": "i32"},
+                                  {"ADD_MAP": add_map, "BLOCK_P": bp, "BLOCK_C": bc}),
+            ]
+            assert all(c.asm["cubin"] for c in compiled)
+        for name, consts in (("dot_nchw", {"BLOCK_C": dot_c, "BLOCK_HW": dot_hw}),
+                             ("dot_nhwc", {"BLOCK_P": bp, "BLOCK_C": bc})):
+            c = _compile_for_sm90(k[name], {"g_ptr": dt, "u_ptr": dt, "out_ptr": "*fp32", "C": "i32", "HW": "i32"},
+                                  consts)
+            assert c.asm["cubin"] and "ld.global" in c.asm["ptx"]

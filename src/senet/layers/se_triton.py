@@ -14,13 +14,20 @@ The squeeze z = mean_hw(U) is PyTorch's own reduction and the excitation s = sig
 in float32 on the (N, C) descriptor, its backward written out by hand (four small matrix products). The PyTorch
 path does ~9 full-size passes in the backward, this one 4.
 
-Status: correct (tests compare it with the eager block through Triton's interpreter on the CPU, values and every
-gradient), **not yet measured on a GPU**: it is off unless ``SENET_SE_KERNEL=triton`` is set or :func:`enable` is
-called, and ``benchmarks/run_gpu_triton.sh`` is the one script a GPU session runs to measure it.
+Layouts: NCHW kernels give each (n, c) row of H*W elements to one program (the per-channel scalars are loaded
+once, no index division); channels_last kernels take tiles of positions x channels of one sample, channels
+innermost, so loads are contiguous along C.
+
+Status: correct (``tests/test_se_triton.py`` compares it with the eager block through Triton's interpreter on the
+CPU - values and every gradient, NCHW and channels_last, fp32 and bf16 autocast - and compiles every kernel variant
+ahead of time to sm_90 cubins), **not yet run or timed on a GPU**: it is off unless ``SENET_SE_KERNEL=triton`` is
+set or :func:`enable` is called, and ``benchmarks/run_gpu_triton.sh`` is the one script a GPU session runs to
+check and measure it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -31,9 +38,11 @@ __all__ = ["ENV_VAR", "FusedScaleAdd", "available", "enable", "enabled"]
 #: ``SENET_SE_KERNEL=triton`` turns the fused path on for CUDA tensors (``eager``, the default, leaves it off).
 ENV_VAR = "SENET_SE_KERNEL"
 _state = {"enabled": os.environ.get(ENV_VAR, "eager").strip().lower() == "triton"}
-_BLOCK = 1024
-_BLOCK_C = 32
-_BLOCK_HW = 64
+#: Tile sizes: NCHW kernels walk one (n, c) row of HW elements per program; NHWC kernels take a tile of
+#: positions x channels of one sample, channels innermost (contiguous in memory).
+_BLOCK_HW_ROW = 1024
+_NHWC_TILE = (32, 128)  # (positions, channels)
+_NCHW_DOT_TILE = (64, 64)  # (channels, positions)
 
 
 def _interpreting() -> bool:
@@ -86,7 +95,10 @@ def _layout(t: torch.Tensor) -> str | None:
 
 
 def _kernels():
-    """Compile-on-first-use: the Triton kernels are defined only when the fused path runs."""
+    """Compile-on-first-use: the Triton kernels are defined only when the fused path runs.
+
+    Offsets inside one sample are int32 (C * H * W < 2**31, any realistic map); the sample's base offset is int64.
+    """
     global _KERNELS
     if _KERNELS is not None:
         return _KERNELS
@@ -94,43 +106,108 @@ def _kernels():
     import triton.language as tl
 
     @triton.jit
-    def scale_add_fwd(u_ptr, r_ptr, s_ptr, out_ptr, numel, C, HW, NHWC: tl.constexpr, BLOCK: tl.constexpr):
-        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < numel
-        nc = (offs // (HW * C)) * C + offs % C if NHWC else offs // HW
-        u = tl.load(u_ptr + offs, mask=mask).to(tl.float32)
-        r = tl.load(r_ptr + offs, mask=mask).to(tl.float32)
-        s = tl.load(s_ptr + nc, mask=mask)
-        tl.store(out_ptr + offs, (r + u * s).to(out_ptr.dtype.element_ty), mask=mask)
+    def affine_nchw(x_ptr, s_ptr, add_ptr, out_ptr, HW, ADD_MAP: tl.constexpr, BLOCK: tl.constexpr):
+        """out = x * s[n, c] + (add[element] if ADD_MAP else add[n, c]); grid (N * C, cdiv(HW, BLOCK))."""
+        nc = tl.program_id(0).to(tl.int64)
+        hw = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        mask = hw < HW
+        base = nc * HW
+        x = tl.load(x_ptr + base + hw, mask=mask).to(tl.float32)
+        s = tl.load(s_ptr + nc)
+        if ADD_MAP:
+            add = tl.load(add_ptr + base + hw, mask=mask).to(tl.float32)
+        else:
+            add = tl.load(add_ptr + nc)
+        tl.store(out_ptr + base + hw, (x * s + add).to(out_ptr.dtype.element_ty), mask=mask)
 
     @triton.jit
-    def scale_grad(g_ptr, u_ptr, gs_ptr, C, HW, stride_c, stride_hw, BLOCK_C: tl.constexpr,
-                   BLOCK_HW: tl.constexpr):
+    def affine_nhwc(x_ptr, s_ptr, add_ptr, out_ptr, C, HW, ADD_MAP: tl.constexpr, BLOCK_P: tl.constexpr,
+                    BLOCK_C: tl.constexpr):
+        """The same for channels_last; grid (N, cdiv(HW, BLOCK_P), cdiv(C, BLOCK_C))."""
+        n = tl.program_id(0).to(tl.int64)
+        p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+        cs = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+        cmask = cs < C
+        mask = (p[:, None] < HW) & cmask[None, :]
+        base = n * HW * C
+        offs = p[:, None] * C + cs[None, :]
+        x = tl.load(x_ptr + base + offs, mask=mask).to(tl.float32)
+        s = tl.load(s_ptr + n * C + cs, mask=cmask)[None, :]
+        if ADD_MAP:
+            add = tl.load(add_ptr + base + offs, mask=mask).to(tl.float32)
+        else:
+            add = tl.load(add_ptr + n * C + cs, mask=cmask)[None, :]
+        tl.store(out_ptr + base + offs, (x * s + add).to(out_ptr.dtype.element_ty), mask=mask)
+
+    @triton.jit
+    def dot_nchw(g_ptr, u_ptr, out_ptr, C, HW, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
+        """out[n, c] = sum_hw g * u; grid (N, cdiv(C, BLOCK_C))."""
         n = tl.program_id(0).to(tl.int64)
         cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-        acc = tl.zeros((BLOCK_C, BLOCK_HW), dtype=tl.float32)
         base = n * C * HW
+        acc = tl.zeros((BLOCK_C, BLOCK_HW), dtype=tl.float32)
         for start in range(0, HW, BLOCK_HW):
             hw = start + tl.arange(0, BLOCK_HW)
-            offs = base + cs[:, None] * stride_c + hw[None, :] * stride_hw
+            offs = cs[:, None] * HW + hw[None, :]
             mask = (cs[:, None] < C) & (hw[None, :] < HW)
-            g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-            u = tl.load(u_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+            g = tl.load(g_ptr + base + offs, mask=mask, other=0.0).to(tl.float32)
+            u = tl.load(u_ptr + base + offs, mask=mask, other=0.0).to(tl.float32)
             acc += g * u
-        tl.store(gs_ptr + n * C + cs, tl.sum(acc, axis=1), mask=cs < C)
+        tl.store(out_ptr + n * C + cs, tl.sum(acc, axis=1), mask=cs < C)
 
     @triton.jit
-    def input_grad(g_ptr, s_ptr, gz_ptr, gu_ptr, numel, C, HW, NHWC: tl.constexpr, BLOCK: tl.constexpr):
-        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < numel
-        nc = (offs // (HW * C)) * C + offs % C if NHWC else offs // HW
-        g = tl.load(g_ptr + offs, mask=mask).to(tl.float32)
-        s = tl.load(s_ptr + nc, mask=mask)
-        gz = tl.load(gz_ptr + nc, mask=mask)
-        tl.store(gu_ptr + offs, (g * s + gz).to(gu_ptr.dtype.element_ty), mask=mask)
+    def dot_nhwc(g_ptr, u_ptr, out_ptr, C, HW, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        """The same for channels_last (channels innermost); grid (N, cdiv(C, BLOCK_C))."""
+        n = tl.program_id(0).to(tl.int64)
+        cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        base = n * C * HW
+        acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+        for start in range(0, HW, BLOCK_P):
+            p = start + tl.arange(0, BLOCK_P)
+            offs = p[:, None] * C + cs[None, :]
+            mask = (p[:, None] < HW) & (cs[None, :] < C)
+            g = tl.load(g_ptr + base + offs, mask=mask, other=0.0).to(tl.float32)
+            u = tl.load(u_ptr + base + offs, mask=mask, other=0.0).to(tl.float32)
+            acc += g * u
+        tl.store(out_ptr + n * C + cs, tl.sum(acc, axis=0), mask=cs < C)
 
-    _KERNELS = (triton, scale_add_fwd, scale_grad, input_grad)
+    _KERNELS = {"triton": triton, "affine_nchw": affine_nchw, "affine_nhwc": affine_nhwc, "dot_nchw": dot_nchw,
+                "dot_nhwc": dot_nhwc}
     return _KERNELS
+
+
+def _affine(x: torch.Tensor, s: torch.Tensor, add: torch.Tensor, out: torch.Tensor, nhwc: bool) -> None:
+    """``out = x * s[n, c] + add`` with ``add`` a map like ``x`` or an (N, C) float32 tensor; s is (N, C) float32."""
+    k = _kernels()
+    n, c, h, w = x.shape
+    hw = h * w
+    add_map = add.dim() == 4
+    if nhwc:
+        bp, bc = _NHWC_TILE
+        grid = (n, k["triton"].cdiv(hw, bp), k["triton"].cdiv(c, bc))
+        k["affine_nhwc"][grid](x, s, add, out, c, hw, ADD_MAP=add_map, BLOCK_P=bp, BLOCK_C=bc)
+    else:
+        grid = (n * c, k["triton"].cdiv(hw, _BLOCK_HW_ROW))
+        k["affine_nchw"][grid](x, s, add, out, hw, ADD_MAP=add_map, BLOCK=_BLOCK_HW_ROW)
+
+
+def _channel_dot(g: torch.Tensor, u: torch.Tensor, nhwc: bool) -> torch.Tensor:
+    """``sum_hw g * u`` as an (N, C) float32 tensor."""
+    k = _kernels()
+    n, c, h, w = u.shape
+    out = torch.empty(n, c, device=u.device, dtype=torch.float32)
+    if nhwc:
+        bp, bc = _NHWC_TILE
+        k["dot_nhwc"][(n, k["triton"].cdiv(c, bc))](g, u, out, c, h * w, BLOCK_P=bp, BLOCK_C=bc)
+    else:
+        bc, bhw = _NCHW_DOT_TILE
+        k["dot_nchw"][(n, k["triton"].cdiv(c, bc))](g, u, out, c, h * w, BLOCK_C=bc, BLOCK_HW=bhw)
+    return out
+
+
+def _on_device(t: torch.Tensor):
+    """Triton launches on the current CUDA device: make it ``t``'s for the launches."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 _KERNELS = None
@@ -150,47 +227,43 @@ class FusedScaleAdd(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, shortcut, w1, b1, w2, b2):
-        triton, fwd, _, _ = _kernels()
-        _, c, h, w = u.shape
         nhwc = _layout(u) == "nhwc"
         with torch.autocast(u.device.type, enabled=False):
-            z = u.float().mean((2, 3))
+            z = u.mean((2, 3), dtype=torch.float32)  # accumulates in float32 without a float32 copy of U
             h_act = F.relu(F.linear(z, _linear_weight(w1), None if b1 is None else b1.float()))
             s = torch.sigmoid(F.linear(h_act, _linear_weight(w2), None if b2 is None else b2.float())).contiguous()
         out = torch.empty_like(u)
-        numel = u.numel()
-        fwd[(triton.cdiv(numel, _BLOCK),)](u, shortcut, s, out, numel, c, h * w, NHWC=nhwc, BLOCK=_BLOCK)
+        with _on_device(u):
+            _affine(u, s, shortcut, out, nhwc)
         ctx.save_for_backward(u, z, h_act, s, w1, w2)
-        ctx.has_bias = (b1 is not None, b2 is not None)
+        ctx.bias_dtypes = (None if b1 is None else b1.dtype, None if b2 is None else b2.dtype)
         ctx.nhwc = nhwc
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        triton, _, scale_grad, input_grad = _kernels()
         u, z, h_act, s, w1, w2 = ctx.saved_tensors
-        n, c, h, w = u.shape
-        hw = h * w
-        fmt = torch.channels_last if ctx.nhwc else torch.contiguous_format
-        grad = grad.contiguous(memory_format=fmt)
-        g_s = torch.empty(n, c, device=u.device, dtype=torch.float32)
-        stride_c, stride_hw = (1, c) if ctx.nhwc else (hw, 1)
-        scale_grad[(n, triton.cdiv(c, _BLOCK_C))](grad, u, g_s, c, hw, stride_c, stride_hw,
-                                                   BLOCK_C=_BLOCK_C, BLOCK_HW=_BLOCK_HW)
+        need = ctx.needs_input_grad
+        g_shortcut = grad if need[1] else None
+        if not (need[0] or any(need[2:])):
+            return None, g_shortcut, None, None, None, None
+        hw = u.shape[2] * u.shape[3]
+        grad = grad.contiguous(memory_format=torch.channels_last if ctx.nhwc else torch.contiguous_format)
+        with _on_device(u):
+            g_s = _channel_dot(grad, u, ctx.nhwc)
         with torch.autocast(u.device.type, enabled=False):
             # The excitation's backward, written out: s = sigmoid(a2), a2 = W2 h + b2, h = relu(a1), a1 = W1 z + b1.
             g_a2 = g_s * s * (1.0 - s)
-            g_w2, g_b2 = g_a2.t() @ h_act, g_a2.sum(0)
             g_a1 = (g_a2 @ _linear_weight(w2)) * (h_act > 0)
-            g_w1, g_b1 = g_a1.t() @ z, g_a1.sum(0)
-            g_z = (g_a1 @ _linear_weight(w1)) * (1.0 / hw)
+            g_z = ((g_a1 @ _linear_weight(w1)) * (1.0 / hw)).contiguous()
         g_u = None
-        if ctx.needs_input_grad[0]:
+        if need[0]:
             g_u = torch.empty_like(u)
-            numel = u.numel()
-            input_grad[(triton.cdiv(numel, _BLOCK),)](grad, s, g_z.contiguous(), g_u, numel, c, hw,
-                                                      NHWC=ctx.nhwc, BLOCK=_BLOCK)
-        g_shortcut = grad if ctx.needs_input_grad[1] else None
-        has_b1, has_b2 = ctx.has_bias
-        return (g_u, g_shortcut, g_w1.view(w1.shape).to(w1.dtype), g_b1.to(w1.dtype) if has_b1 else None,
-                g_w2.view(w2.shape).to(w2.dtype), g_b2.to(w2.dtype) if has_b2 else None)
+            with _on_device(u):
+                _affine(grad, s, g_z, g_u, ctx.nhwc)
+        b1_dtype, b2_dtype = ctx.bias_dtypes
+        g_w1 = (g_a1.t() @ z).view(w1.shape).to(w1.dtype) if need[2] else None
+        g_b1 = g_a1.sum(0).to(b1_dtype) if need[3] else None
+        g_w2 = (g_a2.t() @ h_act).view(w2.shape).to(w2.dtype) if need[4] else None
+        g_b2 = g_a2.sum(0).to(b2_dtype) if need[5] else None
+        return g_u, g_shortcut, g_w1, g_b1, g_w2, g_b2
