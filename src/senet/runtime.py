@@ -40,8 +40,9 @@ def tune_cpu_allocator(limit_bytes: int = 1 << 30) -> bool:
     Returns True when the thresholds were set; False (and changes nothing) on a C library other than glibc, when
     ``SENET_TUNE_MALLOC=0``, when the environment already sets ``MALLOC_MMAP_THRESHOLD_``,
     ``MALLOC_TRIM_THRESHOLD_`` or a ``glibc.malloc.*`` tunable (the user's own choice wins), or when glibc refuses
-    the mmap threshold (glibc before 2.26 caps it at 32 MiB; then the trim threshold is not touched either). A preloaded jemalloc or
-    tcmalloc bypasses glibc's malloc, so the call is then harmless and without effect.
+    the mmap threshold (``man mallopt`` documents a 32 MiB cap, which some glibc versions enforce; the trim threshold
+    is then not touched either). A preloaded jemalloc or tcmalloc bypasses glibc's malloc, so the call is then
+    harmless and without effect.
     """
     if isinstance(limit_bytes, bool) or not isinstance(limit_bytes, int) or not 0 < limit_bytes <= _INT_MAX:
         raise ValueError(f"limit_bytes must be an int in 1..{_INT_MAX} (mallopt takes a C int), got {limit_bytes!r}")

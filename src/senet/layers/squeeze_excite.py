@@ -238,7 +238,7 @@ class SqueezeExcite(AttentionBlock):
         check_channels(self, x)
         if self._is_plain():
             # The same operations as the module calls below without four nn.Module calls: ~6 us less Python per
-            # SE call in inference and ~40 us per forward+backward on the 2-core VM (launch-bound GPU steps gain most).
+            # SE call in inference and ~40 us per forward+backward on the 2-core VM (not measured on a GPU).
             z = self._squeeze(x).flatten(1)
             s = self.fc2.linear(F.relu(self.fc1.linear(z), inplace=self.act.inplace))
             return torch.sigmoid(at_least_float32(s))[:, :, None, None]
