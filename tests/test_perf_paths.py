@@ -265,8 +265,17 @@ def test_layout_max_pool_equals_nn_max_pool_in_inference(cfg, data):
     torch.manual_seed(0)
     x = torch.randn(2, 5, 15, 17)
     x = torch.relu(x) if data == "relu-zeros" else torch.randint(0, 3, x.shape).float()
-    with torch.no_grad():
+    layouts = []
+    stock = nn.MaxPool2d.forward
+
+    def spy(self, t):
+        layouts.append(t.is_contiguous(memory_format=torch.channels_last))
+        return stock(self, t)
+
+    with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(nn.MaxPool2d, "forward", spy)
         out = MaxPool2d(**cfg)(x)
+    assert layouts == [True]  # the stock kernel saw the channels_last copy
     assert out.is_contiguous() and torch.equal(out, nn.MaxPool2d(**cfg)(x))
 
 

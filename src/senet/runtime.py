@@ -4,7 +4,7 @@ glibc's ``malloc`` serves every block above its *mmap threshold* (at most 32 MiB
 and hands it back to the kernel with ``munmap`` when it is freed. PyTorch's CPU allocator has no cache of its own,
 so each large activation - a (32, 256, 56, 56) float32 map is 98 MiB - costs a page fault and a zeroed page per
 4 KiB, every forward pass. On the project's 2-core VM that is most of the time of an elementwise op:
-``x * 1.0`` on that map takes ~31 ms with the default thresholds and ~7 ms once freed blocks stay in the heap
+``x * 1.0`` on that map takes ~31 ms with the default thresholds and ~7-9 ms once freed blocks stay in the heap
 (``benchmarks/bench_se.py --malloc default`` vs ``--malloc tuned``), and SE-ResNet-50 inference at batch 32
 (224x224) runs 1.4-1.8x faster (``benchmarks/bench_models.py``). Training at 28x28 does not change (its maps are
 below the default threshold).

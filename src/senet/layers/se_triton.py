@@ -29,17 +29,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 __all__ = ["ENV_VAR", "FusedScaleAdd", "available", "enable", "enabled"]
 
 #: ``SENET_SE_KERNEL=triton`` turns the fused path on for CUDA tensors (``eager``, the default, leaves it off).
 ENV_VAR = "SENET_SE_KERNEL"
-_state = {"enabled": os.environ.get(ENV_VAR, "eager").strip().lower() == "triton"}
-#: Tile sizes: NCHW kernels walk one (n, c) row of HW elements per program; NHWC kernels take a tile of
-#: positions x channels of one sample, channels innermost (contiguous in memory).
+_state = {"enabled": False}
+#: Tile sizes: NCHW kernels walk one (n, c) row of HW elements per program (at most this many at a time, fewer
+#: for small maps); NHWC kernels take a tile of positions x channels of one sample, channels innermost.
 _BLOCK_HW_ROW = 1024
 _NHWC_TILE = (32, 128)  # (positions, channels)
 _NCHW_DOT_TILE = (64, 64)  # (channels, positions)
@@ -67,6 +69,21 @@ def enable(on: bool = True) -> None:
 
 def enabled() -> bool:
     return _state["enabled"]
+
+
+def _enable_from_environment() -> None:
+    """``SENET_SE_KERNEL=triton`` turns the path on at import; without Triton it warns and stays off."""
+    choice = os.environ.get(ENV_VAR, "eager").strip().lower()
+    if choice == "triton":
+        if available():
+            _state["enabled"] = True
+        else:
+            warnings.warn(f"{ENV_VAR}=triton, but Triton is not importable: the SE tail stays eager", stacklevel=2)
+    elif choice != "eager":
+        warnings.warn(f"{ENV_VAR}={choice!r} is neither 'eager' nor 'triton': the SE tail stays eager", stacklevel=2)
+
+
+_enable_from_environment()
 
 
 def applies(u: torch.Tensor, shortcut: torch.Tensor) -> bool:
@@ -187,8 +204,9 @@ def _affine(x: torch.Tensor, s: torch.Tensor, add: torch.Tensor, out: torch.Tens
         grid = (n, k["triton"].cdiv(hw, bp), k["triton"].cdiv(c, bc))
         k["affine_nhwc"][grid](x, s, add, out, c, hw, ADD_MAP=add_map, BLOCK_P=bp, BLOCK_C=bc)
     else:
-        grid = (n * c, k["triton"].cdiv(hw, _BLOCK_HW_ROW))
-        k["affine_nchw"][grid](x, s, add, out, hw, ADD_MAP=add_map, BLOCK=_BLOCK_HW_ROW)
+        block = min(_BLOCK_HW_ROW, max(16, k["triton"].next_power_of_2(hw)))  # 7x7 rows: 64 lanes, not 1024
+        grid = (n * c, k["triton"].cdiv(hw, block))
+        k["affine_nchw"][grid](x, s, add, out, hw, ADD_MAP=add_map, BLOCK=block)
 
 
 def _channel_dot(g: torch.Tensor, u: torch.Tensor, nhwc: bool) -> torch.Tensor:
@@ -241,6 +259,7 @@ class FusedScaleAdd(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # the kernels have no backward of their own: double backward raises instead of lying
     def backward(ctx, grad):
         u, z, h_act, s, w1, w2 = ctx.saved_tensors
         need = ctx.needs_input_grad
