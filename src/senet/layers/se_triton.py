@@ -3,7 +3,7 @@
 Why: on an H100 (bf16, eager) SE adds +19% (contiguous) / +63% (channels_last) to a ResNet-50 training step, and
 the profile puts most of it in PyTorch's generic broadcasting elementwise kernels: the forward ``addcmul``, the
 scale's two backward products and the in-place add that accumulates the squeeze's gradient into dL/dU. This module
-replaces them with three kernels that read each full-size tensor as few times as the math allows:
+replaces them with three kernel launches that read each full-size tensor as few times as the math allows:
 
 * forward:  ``out = shortcut + U * s[n, c]``                       (reads U, shortcut; writes out)
 * backward: ``g_s[n, c] = sum_hw g * U``                           (reads g, U; writes only (N, C))
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-__all__ = ["ENV_VAR", "FusedScaleAdd", "available", "enable", "enabled"]
+__all__ = ["ENV_VAR", "FusedScaleAdd", "applies", "available", "enable", "enabled"]
 
 #: ``SENET_SE_KERNEL=triton`` turns the fused path on for CUDA tensors (``eager``, the default, leaves it off).
 ENV_VAR = "SENET_SE_KERNEL"
