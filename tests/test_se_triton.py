@@ -165,7 +165,7 @@ def test_every_kernel_variant_compiles_for_an_h100(tmp_path, monkeypatch):
         pytest.skip(f"the ahead-of-time API used here is Triton >= 3.3's (this is {triton.__version__})")
     k = se_triton._kernels()
     bp, bc = se_triton._NHWC_TILE
-    dot_c, dot_hw = se_triton._NCHW_DOT_TILE
+    dot_p, dot_c = se_triton._NCHW_DOT_TILE
     for dt in ("*bf16", "*fp32"):
         for add_map in (True, False):
             add = dt if add_map else "*fp32"
@@ -177,8 +177,10 @@ def test_every_kernel_variant_compiles_for_an_h100(tmp_path, monkeypatch):
                                   {"ADD_MAP": add_map, "BLOCK_P": bp, "BLOCK_C": bc}),
             ]
             assert all(c.asm["cubin"] for c in compiled)
-        for name, consts in (("dot_nchw", {"BLOCK_C": dot_c, "BLOCK_HW": dot_hw}),
-                             ("dot_nhwc", {"BLOCK_P": bp, "BLOCK_C": bc})):
-            c = _compile_for_sm90(k[name], {"g_ptr": dt, "u_ptr": dt, "out_ptr": "*fp32", "C": "i32", "HW": "i32"},
-                                  consts)
+        for (tile_p, tile_c), unit_stride in (((dot_p, dot_c), "stride_p"), ((bp, bc), "stride_c")):
+            # The JIT specialises an int argument equal to 1 into a constant: compile each layout that way.
+            sig = {"g_ptr": dt, "u_ptr": dt, "out_ptr": "*fp32", "C": "i32", "HW": "i32", "stride_p": "i32",
+                   "stride_c": "i32"}
+            consts = {"BLOCK_P": tile_p, "BLOCK_C": tile_c, unit_stride: 1}
+            c = _compile_for_sm90(k["channel_dot"], sig, consts)
             assert c.asm["cubin"] and "ld.global" in c.asm["ptx"]

@@ -44,7 +44,7 @@ _state = {"enabled": False}
 #: for small maps); NHWC kernels take a tile of positions x channels of one sample, channels innermost.
 _BLOCK_HW_ROW = 1024
 _NHWC_TILE = (32, 128)  # (positions, channels)
-_NCHW_DOT_TILE = (64, 64)  # (channels, positions)
+_NCHW_DOT_TILE = (64, 64)  # (positions, channels) of the NCHW reduction
 
 
 def _interpreting() -> bool:
@@ -157,39 +157,25 @@ def _kernels():
         tl.store(out_ptr + base + offs, (x * s + add).to(out_ptr.dtype.element_ty), mask=mask)
 
     @triton.jit
-    def dot_nchw(g_ptr, u_ptr, out_ptr, C, HW, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
-        """out[n, c] = sum_hw g * u; grid (N, cdiv(C, BLOCK_C))."""
-        n = tl.program_id(0).to(tl.int64)
-        cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-        base = n * C * HW
-        acc = tl.zeros((BLOCK_C, BLOCK_HW), dtype=tl.float32)
-        for start in range(0, HW, BLOCK_HW):
-            hw = start + tl.arange(0, BLOCK_HW)
-            offs = cs[:, None] * HW + hw[None, :]
-            mask = (cs[:, None] < C) & (hw[None, :] < HW)
-            g = tl.load(g_ptr + base + offs, mask=mask, other=0.0).to(tl.float32)
-            u = tl.load(u_ptr + base + offs, mask=mask, other=0.0).to(tl.float32)
-            acc += g * u
-        tl.store(out_ptr + n * C + cs, tl.sum(acc, axis=1), mask=cs < C)
-
-    @triton.jit
-    def dot_nhwc(g_ptr, u_ptr, out_ptr, C, HW, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-        """The same for channels_last (channels innermost); grid (N, cdiv(C, BLOCK_C))."""
+    def channel_dot(g_ptr, u_ptr, out_ptr, C, HW, stride_p, stride_c, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        """out[n, c] = sum_hw g * u over (positions x channels) tiles of one sample; grid (N, cdiv(C, BLOCK_C)).
+        Strides (1, HW) for NCHW, (C, 1) for channels_last: Triton specialises the stride of 1, so the loads are
+        contiguous along positions or along channels respectively."""
         n = tl.program_id(0).to(tl.int64)
         cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
         base = n * C * HW
         acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
         for start in range(0, HW, BLOCK_P):
             p = start + tl.arange(0, BLOCK_P)
-            offs = p[:, None] * C + cs[None, :]
+            offs = p[:, None] * stride_p + cs[None, :] * stride_c
             mask = (p[:, None] < HW) & (cs[None, :] < C)
             g = tl.load(g_ptr + base + offs, mask=mask, other=0.0).to(tl.float32)
             u = tl.load(u_ptr + base + offs, mask=mask, other=0.0).to(tl.float32)
             acc += g * u
         tl.store(out_ptr + n * C + cs, tl.sum(acc, axis=0), mask=cs < C)
 
-    _KERNELS = {"triton": triton, "affine_nchw": affine_nchw, "affine_nhwc": affine_nhwc, "dot_nchw": dot_nchw,
-                "dot_nhwc": dot_nhwc}
+    _KERNELS = {"triton": triton, "affine_nchw": affine_nchw, "affine_nhwc": affine_nhwc,
+                "channel_dot": channel_dot}
     return _KERNELS
 
 
@@ -214,12 +200,9 @@ def _channel_dot(g: torch.Tensor, u: torch.Tensor, nhwc: bool) -> torch.Tensor:
     k = _kernels()
     n, c, h, w = u.shape
     out = torch.empty(n, c, device=u.device, dtype=torch.float32)
-    if nhwc:
-        bp, bc = _NHWC_TILE
-        k["dot_nhwc"][(n, k["triton"].cdiv(c, bc))](g, u, out, c, h * w, BLOCK_P=bp, BLOCK_C=bc)
-    else:
-        bc, bhw = _NCHW_DOT_TILE
-        k["dot_nchw"][(n, k["triton"].cdiv(c, bc))](g, u, out, c, h * w, BLOCK_C=bc, BLOCK_HW=bhw)
+    hw = h * w
+    (bp, bc), strides = (_NHWC_TILE, (c, 1)) if nhwc else (_NCHW_DOT_TILE, (1, hw))
+    k["channel_dot"][(n, k["triton"].cdiv(c, bc))](g, u, out, c, hw, *strides, BLOCK_P=bp, BLOCK_C=bc)
     return out
 
 

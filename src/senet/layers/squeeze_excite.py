@@ -251,8 +251,7 @@ class SqueezeExcite(AttentionBlock):
         With ``SENET_SE_KERNEL=triton`` (:mod:`senet.layers.se_triton`), the tail of a stock, unhooked block on a
         CUDA map runs as fused Triton kernels instead (float32 excitation; same values to float rounding).
         """
-        if (shortcut is not None and se_triton.enabled() and self.squeeze == "avg" and se_triton.applies(x, shortcut)
-                and self._is_plain()):
+        if shortcut is not None and self.squeeze == "avg" and se_triton.applies(x, shortcut) and self._is_plain():
             check_channels(self, x)
             return se_triton.FusedScaleAdd.apply(x, shortcut, self.fc1.weight, self.fc1.bias, self.fc2.weight,
                                                  self.fc2.bias)
