@@ -80,14 +80,14 @@ def setup() -> None:
 
 
 def demo(extra: list[str]) -> int:
-    """`senet compare` of ResNet-20 and SE-ResNet-20 (configs/demo.yaml), then `senet excite` on the SE model.
+    """`senet compare` of ResNet-20 and SE-ResNet-20 (the bundled recipe ``demo``), then `senet excite` on the SE model.
 
     Running it again resumes: finished runs are reused, an interrupted one continues from its last epoch.
     """
     setup()
     out = ROOT / "runs" / "demo"
     senet = str(BIN / "senet")
-    compare = [senet, "compare", "--config", str(ROOT / "configs" / "demo.yaml"), "--out", str(out)]
+    compare = [senet, "compare", "--config", "demo", "--out", str(out)]
     if out.exists() and "--overwrite" not in extra:
         compare.append("--resume")
     rc = _run_logged([*compare, *extra])
