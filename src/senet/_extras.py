@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from senet.errors import SenetError
+from senet.errors import MissingExtraError
 
 #: The distribution that provides each optional top-level module (where its name differs from the module's).
 DISTRIBUTIONS = {
@@ -22,12 +22,7 @@ DISTRIBUTIONS = {
 }
 
 
-class MissingExtraError(SenetError, ModuleNotFoundError):
-    """An optional package is not installed; the message names the extra that installs it.
-
-    A :class:`~senet.errors.SenetError`, so the CLI prints it as one line with exit status 2, and a
-    ``ModuleNotFoundError``, so code that probes for an optional package with ``except ImportError`` still works.
-    """
+__all__ = ["DISTRIBUTIONS", "MissingExtraError", "install_command", "require"]
 
 
 def install_command(extra: str) -> str:
