@@ -142,3 +142,9 @@ def test_a_broken_reference_fails_the_strict_build(tmp_path):
     page.write_text(page.read_text() + "\nSee [the missing page](no-such-page.md).\n")
     result = _mkdocs_build(work / "mkdocs.yml", tmp_path / "site")
     assert result.returncode != 0 and "no-such-page.md" in result.stderr
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_python_examples_are_valid_python(page):
+    for block in _blocks(page, "python"):
+        compile(block, str(page), "exec")
