@@ -240,11 +240,13 @@ def test_wheel_installs_and_runs_in_a_fresh_environment(dists, tmp_path):
                           capture_output=True, text=True, check=True).stdout.strip()
     deps = [p for p in sys.path if p.endswith("site-packages")]
     Path(site, "outer_dependencies.pth").write_text("\n".join(deps) + "\n")
-    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                              "--no-index", "--quiet", str(dists["wheel"])],
-                             capture_output=True, text=True, timeout=300, check=False)
-    assert install.returncode == 0, install.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # --force-reinstall: the outer environment's own (editable) senet of the same version must not count as
+    # "already installed" for the fresh one.
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+                              "--no-index", "--force-reinstall", "--quiet", str(dists["wheel"])],
+                             capture_output=True, text=True, timeout=300, check=False, env=env)
+    assert install.returncode == 0, install.stderr
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
     work = tmp_path / "elsewhere"
     work.mkdir()
