@@ -182,3 +182,29 @@ def test_fine_tuning_run_killed_and_resumed_is_exact(plain_run, tmp_path):
         a, b = load_file(str(reference / sub / "model.safetensors")), load_file(str(out / sub / "model.safetensors"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), sub
     assert _rows(out) == _rows(reference) and len(_rows(out)) == 3
+
+
+@pytest.mark.parametrize("peer,target", [("timm_seresnet18", "se_resnet18"), ("torchvision_resnet18", "se_resnet18")])
+def test_peer_checkpoint_is_converted_on_the_way_in(tmp_path, peer, target):
+    """A timm file keeps timm's architecture (stride on the 3x3, SE width rounded to 8): the model the run builds
+    computes the peer's logits. A torchvision ResNet-18 into an SE-ResNet-18 keeps its logits too (SE at
+    identity)."""
+    from senet.train.api import resolve_config
+
+    torch.manual_seed(0)
+    if peer.startswith("timm"):
+        timm = pytest.importorskip("timm")
+        reference = timm.create_model("seresnet18", num_classes=5)
+    else:
+        torchvision = pytest.importorskip("torchvision")
+        reference = torchvision.models.resnet18(num_classes=5)
+    path = tmp_path / "peer.pth"
+    torch.save(reference.state_dict(), path)
+    config = resolve_config({"init_from": str(path), "model": target, "data": "synthetic"})
+    assert config.model == target and config.model_args["stride_in_1x1"] is False
+    model = create_model(config.model, **config.model_args, num_classes=5)
+    report = load_initial_weights(model, read_source(path))
+    assert not report.reinitialised and not report.skipped
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), reference.eval()(x), atol=1e-4, rtol=0)
