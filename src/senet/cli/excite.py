@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if args.image_size is not None:
         options["image_size"] = args.image_size
     bundle = load_dataset(data_name, data_dir=args.data_dir, augment=False, **options)  # analysis never augments
+    if args.split == "val":
+        bundle.split("val")  # a run that held out no validation part (val_split=0) has none: say so in one line
     result = run_analysis(
         model, bundle, args.out, split=args.split, classes=args.classes, per_class=args.per_class,
         blocks=args.blocks, drop_se_stages=args.drop_se_stage, eval_images=args.eval_images,

@@ -39,6 +39,12 @@ def format_table(rows: list[Any]) -> str:
     return "\n".join(lines)
 
 
+def _optimizer(recipe: dict[str, Any]) -> str:
+    if recipe.get("optimizer", "sgd") == "adamw":
+        return f"AdamW lr {recipe['lr']} (weight decay {recipe['weight_decay']}, none on norms and biases)"
+    return f"SGD lr {recipe['lr']} (momentum {recipe['momentum']}, weight decay {recipe['weight_decay']})"
+
+
 def _protocol(rows: list[Any], recipe: dict[str, Any]) -> str:
     """One sentence on which model each run reports and on which split."""
     split = rows[0].split if rows else "test"
@@ -66,7 +72,7 @@ def write_report(path: str | Path, summary: dict[str, Any], rows: list[Any]) -> 
         f"# {', '.join(r.model for r in rows)} on {summary['data']}",
         "",
         (f"Same recipe and seeds for every model: {summary['epochs']} epochs, batch {recipe['batch_size']}, "
-         f"SGD lr {recipe['lr']} (momentum {recipe['momentum']}, weight decay {recipe['weight_decay']}), "
+         f"{_optimizer(recipe)}, "
          f"{recipe['schedule']} schedule, warmup {recipe['warmup']} epochs, label smoothing "
          f"{recipe['label_smoothing']}, precision {recipe['precision']}; {seeds} seed(s) from {recipe['seed']}."),
         "",
