@@ -207,7 +207,7 @@ def convert_weights(
 
 def _refuse_senet_file(path: Any) -> None:
     """A file that already names its senet architecture needs no conversion (and renaming it could only harm)."""
-    if not isinstance(path, (str, Path)):
+    if not isinstance(path, (str, Path)) or not (Path(path).is_dir() or Path(path).suffix == ".safetensors"):
         return
     from senet.io import read_config
 

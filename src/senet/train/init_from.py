@@ -74,10 +74,12 @@ def read_source(path: str | Path) -> SourceWeights:
     path = Path(path)
     if not path.exists():
         raise SenetError(f"init_from: no such file or folder: {path}")
-    try:
-        entry = read_config(path)["model"]
-    except SenetError:
-        entry = None
+    entry = None
+    if path.is_dir() or path.suffix == ".safetensors" or path.name == "config.json":  # .pth/.bin: never ours
+        try:
+            entry = read_config(path)["model"]
+        except SenetError:
+            entry = None
     if entry is not None:
         return SourceWeights(str(path), "senet", entry["name"], dict(entry["kwargs"]), dict(read_state_dict(path)))
     if path.is_dir():
