@@ -93,7 +93,29 @@ def _model_entry(model: nn.Module, config: dict[str, Any] | None) -> dict[str, A
             "this model carries no build config: build it with senet.create_model(...) or pass "
             "config={'name': ..., 'kwargs': {...}}"
         )
-    return {"name": entry["name"], "kwargs": dict(entry.get("kwargs", {}))}
+    return _with_real_class_count(model, {"name": entry["name"], "kwargs": dict(entry.get("kwargs", {}))})
+
+
+def _with_real_class_count(model: nn.Module, entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` with ``num_classes`` set to the classifier's actual output count, so a model whose ``fc`` was
+    replaced by hand (``model.fc = nn.Linear(512, 10)``) is saved as the model it now is and loads back."""
+    head = _classifier(model)
+    if not isinstance(head, nn.Linear):
+        return entry
+    from senet.models import create_model
+
+    try:
+        with torch.device("meta"):  # the model the config describes, without allocating it
+            described = _classifier(create_model(entry["name"], **entry["kwargs"]))
+    except Exception:  # a config that does not build: load_model will say so
+        return entry
+    if isinstance(described, nn.Linear) and described.out_features != head.out_features:
+        entry["kwargs"]["num_classes"] = head.out_features
+    return entry
+
+
+def _classifier(model: nn.Module) -> Any:
+    return model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "fc", None)
 
 
 def save_model(
@@ -297,6 +319,12 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     entry = doc["model"]
     model = build_for_loading(entry["name"], entry["kwargs"])
     weights, _ = _resolve(path)
-    load_state_dict_strict(model, read_state_dict(weights), str(weights))
+    try:
+        load_state_dict_strict(model, read_state_dict(weights), str(weights))
+    except SenetError as exc:
+        if " fc." in str(exc).replace("(", " ").replace(",", " ").replace(":", " "):
+            raise SenetError(f"{exc} - the classifier was changed after the model was built: rebuild it with "
+                             f"num_classes=N (or model.reset_classifier(N)) and save it again") from None
+        raise
     model.senet_saved_config = doc
     return model.to(map_location).eval()

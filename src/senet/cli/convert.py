@@ -1,4 +1,5 @@
-"""``senet convert SRC --from timm|caffe-port [--model NAME] --out PATH``: a peer's weights -> a senet model file."""
+"""``senet convert SRC [--from timm|caffe-port|torchvision] [--model NAME] --out PATH``: a peer's weights -> a senet
+model file. The layout is read from the keys; ``--from`` only confirms it."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import argparse
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "convert", help="convert timm or Caffe-port (pretrainedmodels, timm legacy_se*) weights into a senet model",
+        "convert", help="convert timm, Caffe-port (pretrainedmodels, timm legacy_se*) or torchvision weights into a "
+                        "senet model",
         description="Rename a peer's state dict onto a senet model with the matching stride placement and pooling, "
                     "load it strictly (missing/unexpected keys and shape mismatches are listed) and save it so "
                     "`senet.load_model` rebuilds it. .pth/.bin files are read with torch.load(weights_only=True): "
                     "pickles that would run code are refused.",
     )
     p.add_argument("src", help="weights file: .safetensors, or .pth/.pt/.bin holding a state dict")
-    p.add_argument("--from", dest="source", required=True, choices=("timm", "caffe-port"),
-                   help="layout of SRC: timm (seresnet*, seresnext*) or caffe-port (layer0.*, se_module, last_linear)")
+    p.add_argument("--from", dest="source", default=None, choices=("timm", "caffe-port", "torchvision"),
+                   help="layout of SRC: timm (seresnet*, seresnext*), caffe-port (layer0.*, se_module, last_linear) "
+                        "or torchvision (plain resnet*); default: read from the keys. A file whose keys show "
+                        "another layout is refused")
     p.add_argument("--model", default=None,
                    help="target model, ours (se_resnet50) or the peer's name (seresnet50, legacy_seresnet50); "
                         "default: inferred from the tensor names and shapes")

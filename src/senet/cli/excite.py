@@ -19,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_dir", metavar="DIR", help="saved model folder (senet train / senet.save_model)")
     p.add_argument("--data", metavar="NAME", help="dataset name (default: the one recorded in DIR/config.json)")
     p.add_argument("--data-dir", metavar="PATH", help="where the dataset files are")
+    p.add_argument("--image-size", type=int, metavar="S", help="input side (default: the size the run trained at)")
     p.add_argument("--split", choices=("val", "train"), default="val", help="which split to read (default val)")
     p.add_argument("--classes", metavar="A,B,...", help="classes to chart, by name or index (default: 4 spread out)")
     p.add_argument("--per-class", type=int, default=50, metavar="N", help="images per class (default 50, as the paper)")
@@ -64,7 +65,14 @@ def run(args: argparse.Namespace) -> int:
     channel_gates(model)  # fail fast (ValueError) when the model has no SE blocks, before reading any data
     saved = getattr(model, "senet_saved_config", {}) or {}
     data_name = saved_dataset_name(saved, args.data, source=f"{args.model_dir}/config.json")
-    bundle = load_dataset(data_name, data_dir=args.data_dir, augment=False)  # analysis never augments
+    from senet.train.evaluation import saved_data_options
+
+    options = saved_data_options(saved, args.data)  # the run's held-out validation part, at its input size
+    if args.image_size is not None:
+        options["image_size"] = args.image_size
+    bundle = load_dataset(data_name, data_dir=args.data_dir, augment=False, **options)  # analysis never augments
+    if args.split == "val":
+        bundle.split("val")  # a run that held out no validation part (val_split=0) has none: say so in one line
     result = run_analysis(
         model, bundle, args.out, split=args.split, classes=args.classes, per_class=args.per_class,
         blocks=args.blocks, drop_se_stages=args.drop_se_stage, eval_images=args.eval_images,

@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dynamic-batch", action="store_true", help="leave the batch dimension free (checked at 1 and 3)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset version (default 18; --format onnx only)")
     p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"),
-                   help="example input size without batch (default: the model's own)")
+                   help="example input size without batch (default: the size the run trained at, else the "
+                        "model's own)")
     p.add_argument("--atol", type=float, default=1e-4, help="largest |difference| to PyTorch accepted (default 1e-4)")
     p.add_argument("--no-verify", action="store_true", help="skip running the exported file")
     p.add_argument("--fold-bn", action="store_true",

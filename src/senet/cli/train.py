@@ -17,6 +17,14 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-subset", type=int, metavar="N", help="train on a fixed random N images")
     g.add_argument("--val-subset", type=int, metavar="N", help="validate on a fixed random N images")
     g.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no train augmentation")
+    g.add_argument("--val-split", type=_fraction_or_count, metavar="F|N",
+                   help="fashion-mnist/mnist/cifar: part of the training files held out (seeded) for validation and "
+                        "best/, a fraction or a number of images (default 0.1); 0 holds out nothing (no best/). The "
+                        "test files are evaluated once, at the end")
+    g.add_argument("--test-subset", type=int, metavar="N", help="test the selected model on a fixed random N images")
+    g.add_argument("--image-size", type=int, metavar="S",
+                   help="input side: image folders crop to S (eval resizes to S*256/224 first; default 224); "
+                        "in-memory sets are resampled to S (e.g. 64 to feed 28x28 images to an ImageNet ResNet)")
     g.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
     g = p.add_argument_group("optimisation (defaults follow the paper: SGD, momentum 0.9, weight decay 1e-4)")
     g.add_argument("--epochs", type=int, help="epochs (default 30)")
@@ -31,6 +39,17 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup", type=float, metavar="EPOCHS", help="linear lr warmup, in epochs (default 0)")
     g.add_argument("--label-smoothing", type=float, help="label smoothing of the loss (default 0)")
     g.add_argument("--seed", type=int, help="seed for weights, data order and augmentation (default 0)")
+    g = p.add_argument_group("fine-tuning")
+    g.add_argument("--init-from", metavar="SOURCE",
+                   help="start from these weights: a run folder, a senet .safetensors file, or a timm / Caffe-port / "
+                        "torchvision checkpoint (converted on the way in); --model defaults to the source's")
+    g.add_argument("--freeze", choices=("none", "all-but-head", "all-but-head-and-se"),
+                   help="train only the classifier (all-but-head) or the classifier and the SE blocks; frozen "
+                        "BatchNorms keep their running statistics (default none)")
+    g.add_argument("--optimizer", choices=("sgd", "adamw"),
+                   help="sgd (the paper's; default) or adamw (no weight decay on biases and norms; lr 1e-3 unless "
+                        "--lr is given)")
+    g.add_argument("--clip-grad-norm", type=float, metavar="MAX", help="clip the gradients' global L2 norm to MAX")
     g = p.add_argument_group("hardware")
     g.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"), help="numeric precision (default 32)")
     g.add_argument("--accelerator", help="cpu, cuda, mps or auto (default auto)")
@@ -44,6 +63,17 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of these options (flags override it)")
     g.add_argument("--resume", action="store_true", default=None, help="continue the run already in --out")
     g.add_argument("--overwrite", action="store_true", default=None, help="replace a run already in --out")
+
+
+def _fraction_or_count(text: str) -> float | int:
+    """``0.1`` -> a fraction, ``5000`` -> a number of images (``--val-split``)."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a fraction or a number of images, got {text!r}") from None
 
 
 _NOT_RECIPE = {"command", "func", "config", "model_arg", "models", "seeds", "model"}
@@ -81,5 +111,9 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         values["model"] = args.model
     result = train(values)
-    print(f"best val top-1 {result.best_top1:.4f} at epoch {result.best_epoch}; run folder: {result.out}")
+    if result.best_epoch:
+        print(f"best val top-1 {result.best_top1:.4f} at epoch {result.best_epoch}", end="; ")
+    if result.test is not None:
+        print(f"test top-1 {result.test['top1']:.4f} ({result.test['weights']} model)", end="; ")
+    print(f"run folder: {result.out}")
     return 0

@@ -4,6 +4,12 @@ Defaults follow the paper (arXiv 1709.01507, section 5.1 and the CIFAR recipe it
 weight decay 1e-4, initial lr 0.1 divided by 10 at fixed epochs. With ``schedule="step"`` and no ``milestones``
 the lr drops at 50% and 75% of the epochs (He et al.'s CIFAR schedule: iterations 32k and 48k of 64k);
 ``milestones`` lists other epochs (step schedule only: with cosine or onecycle they are refused).
+
+Fine-tuning keys: ``init_from`` (a run folder, a senet ``.safetensors`` file or a timm / Caffe-port / torchvision
+checkpoint to start from, see :mod:`senet.train.init_from`), ``freeze`` (:data:`FREEZE_MODES`), ``optimizer``
+(:data:`OPTIMIZERS`), ``clip_grad_norm``. Evaluation protocol keys: ``val_split`` (the part of the training files
+held out for validation where a dataset has no validation split), ``test_subset``; ``image_size`` is the input
+side the model is trained and evaluated at.
 """
 
 from __future__ import annotations
@@ -17,9 +23,13 @@ from typing import Any
 
 from senet.errors import ConfigError
 
-__all__ = ["PRECISIONS", "RUNTIME_KEYS", "SCHEDULES", "TrainConfig", "load_config_file", "make_config"]
+__all__ = ["FREEZE_MODES", "OPTIMIZERS", "PRECISIONS", "RUNTIME_KEYS", "SCHEDULES", "TrainConfig", "load_config_file",
+           "make_config"]
 
 SCHEDULES = ("step", "cosine", "onecycle")
+#: ``none``; ``all-but-head`` trains the classifier only; ``all-but-head-and-se`` the classifier and every SE block.
+FREEZE_MODES = ("none", "all-but-head", "all-but-head-and-se")
+OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("32", "32-true", "bf16-mixed", "16-mixed")
 
 #: Keys a resumed run may change: where and how it runs, not what it computes.
@@ -61,6 +71,13 @@ class TrainConfig:
     overwrite: bool = False
     compile: bool = False
     progress: bool = True
+    val_split: float | int | None = None
+    test_subset: int | None = None
+    image_size: int | None = None
+    init_from: str | None = None
+    freeze: str = "none"
+    optimizer: str = "sgd"
+    clip_grad_norm: float | None = None
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -129,7 +146,25 @@ class TrainConfig:
         for key in ("num_classes", "in_chans"):
             need(key not in self.model_args or _is_int(self.model_args[key]),
                  f"model argument {key} must be an integer, got {self.model_args.get(key)!r}")
+        self._validate_finetuning(need)
         return self
+
+    def _validate_finetuning(self, need) -> None:
+        """The fine-tuning and evaluation-protocol keys."""
+        need(self.val_split is None or (_is_num(self.val_split) and self.val_split >= 0),
+             f"val_split must be a fraction in (0, 1), a number of images, or 0, got {self.val_split!r}")
+        need(self.test_subset is None or (_is_int(self.test_subset) and self.test_subset >= 1),
+             f"test_subset must be an integer >= 1, got {self.test_subset!r}")
+        need(self.image_size is None or (_is_int(self.image_size) and self.image_size >= 8),
+             f"image_size must be an integer >= 8, got {self.image_size!r}")
+        need(self.init_from is None or (isinstance(self.init_from, str) and bool(self.init_from)),
+             f"init_from must be a path, got {self.init_from!r}")
+        need(self.freeze in FREEZE_MODES, f"unknown freeze mode {self.freeze!r}; choose one of "
+                                          f"{', '.join(FREEZE_MODES)}")
+        need(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of "
+                                           f"{', '.join(OPTIMIZERS)}")
+        need(self.clip_grad_norm is None or (_is_num(self.clip_grad_norm) and self.clip_grad_norm > 0),
+             f"clip_grad_norm must be a number > 0, got {self.clip_grad_norm!r}")
 
 
 def _is_int(value: Any) -> bool:
@@ -147,11 +182,11 @@ def _coerce(key: str, value: Any) -> Any:
     """YAML gives ints for floats (``lr: 1``) and numbers for precision (``precision: 32``): accept both."""
     if value is None:
         return None
-    if key in ("lr", "momentum", "weight_decay", "warmup", "label_smoothing") and _is_int(value):
+    if key in ("lr", "momentum", "weight_decay", "warmup", "label_smoothing", "clip_grad_norm") and _is_int(value):
         return float(value)
     if key == "precision":
         return str(value)
-    if key in ("data_dir", "out") and isinstance(value, Path):
+    if key in ("data_dir", "out", "init_from") and isinstance(value, Path):
         return str(value)
     return value
 

@@ -5,8 +5,10 @@ Layout of a run folder ``DIR``::
     DIR/run.json          the training config, written before the first step (marks the folder as a run)
     DIR/train_state.pt    resume state after the last finished epoch (written last, atomically)
     DIR/model.safetensors + DIR/config.json          the model after the last finished epoch
-    DIR/best/model.safetensors + best/config.json    the model with the best validation top-1 so far
-    DIR/metrics.csv       one row per finished epoch
+    DIR/best/model.safetensors + best/config.json    the model with the best validation top-1 so far (none without
+                                                     a validation split)
+    DIR/metrics.csv       one row per finished epoch (validation columns empty when no validation part is held out)
+    DIR/test.json         the test split's result for the selected model, evaluated once when training ends
 
 ``train_state.pt`` holds only tensors, numbers, strings, lists, tuples and dicts: model and optimizer state, the
 epoch and global step, the metric history, the best top-1, and every RNG state (Python, NumPy, torch CPU, CUDA
@@ -57,7 +59,8 @@ STATE_FORMAT = "senet-train-state"
 RUN_FORMAT = "senet-run"
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "lr", "epoch_time",
                   "images_per_s")
-_RUN_FILES = (RUN_FILE, STATE_FILE, METRICS_FILE, WEIGHTS_FILE, CONFIG_FILE)
+TEST_FILE = "test.json"
+_RUN_FILES = (RUN_FILE, STATE_FILE, METRICS_FILE, WEIGHTS_FILE, CONFIG_FILE, TEST_FILE)
 
 
 # ---------------------------------------------------------------------------------------------- RNG
@@ -151,6 +154,8 @@ def write_metrics_csv(directory: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _fmt(value: Any) -> str:
+    if value is None:  # no validation split: the val_* columns stay empty
+        return ""
     return repr(value) if isinstance(value, float) else str(value)
 
 
