@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from senet.cli.train import add_recipe_args, recipe_from_args
+from senet import checks
+from senet.cli._common import ModelNames
+from senet.cli.train import add_recipe_args, recipe_from_args, use_config_checks
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -12,10 +14,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Example (the main job): senet compare --config configs/demo.yaml "
                                    "--out runs/demo. Writes OUT/report.md, OUT/curves.png, OUT/summary.json and a "
                                    "run folder OUT/<model>/seed<k> per run.")
-    p.add_argument("--models", help="comma-separated model names, e.g. resnet20,se_resnet20")
-    p.add_argument("--seeds", type=int, help="number of seeds per model (default 1)")
-    p.add_argument("--out", metavar="DIR", help="comparison folder (default runs/compare)")
+    p.add_argument("--models", type=ModelNames(), help="comma-separated model names, e.g. resnet20,se_resnet20")
+    p.add_argument("--seeds", type=checks.Int(1, 1000), help="number of seeds per model (default 1)")
+    p.add_argument("--out", metavar="DIR", type=checks.Path("write-dir"),
+                   help="comparison folder (default runs/compare)")
     add_recipe_args(p)
+    use_config_checks(p)
     p.set_defaults(func=run)
 
 

@@ -12,16 +12,17 @@ from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from senet.cli._common import add_model_args
+    from senet.cli._common import ModelName, add_model_args, input_size_arg
+    from senet.paper import PAPER_TABLES
 
     p = sub.add_parser("complexity", help="parameters and multiply-adds; --paper compares with the paper's tables")
-    p.add_argument("names", nargs="*", help="registered model names")
+    p.add_argument("names", nargs="*", type=ModelName(), help="registered model names")
     add_model_args(p)
-    p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"))
+    input_size_arg(p, "input size without batch (default: each model's own)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.add_argument("--paper", action="store_true",
                    help="compare the paper's complexity tables (2, 3, 10, 13, 15, 16) with our models")
-    p.add_argument("--table", action="append", default=None, metavar="T",
+    p.add_argument("--table", action="append", default=None, metavar="T", choices=PAPER_TABLES,
                    help="with --paper: only this table (repeatable), e.g. --table 2 --table 10")
     p.set_defaults(func=run)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from senet import checks
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -13,13 +15,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "`senet.load_model` rebuilds it. .pth/.bin files are read with torch.load(weights_only=True): "
                     "pickles that would run code are refused.",
     )
-    p.add_argument("src", help="weights file: .safetensors, or .pth/.pt/.bin holding a state dict")
+    p.add_argument("src", type=checks.Path("read-file"), help="weights file: .safetensors, or .pth/.pt/.bin holding a state dict")
     p.add_argument("--from", dest="source", required=True, choices=("timm", "caffe-port"),
                    help="layout of SRC: timm (seresnet*, seresnext*) or caffe-port (layer0.*, se_module, last_linear)")
     p.add_argument("--model", default=None,
                    help="target model, ours (se_resnet50) or the peer's name (seresnet50, legacy_seresnet50); "
                         "default: inferred from the tensor names and shapes")
-    p.add_argument("--out", required=True,
+    p.add_argument("--out", required=True, type=checks.Path("write"),
                    help="FILE.safetensors (one file, architecture in its metadata) or a folder "
                         "(model.safetensors + config.json)")
     p.set_defaults(func=run)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from senet.cli._common import add_model_args, parse_model_args
+from senet import checks
+from senet.cli._common import ModelName, add_model_args, parse_model_args
 
 
 def add_recipe_args(p: argparse.ArgumentParser) -> None:
@@ -41,12 +42,34 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     g = p.add_argument_group("run folder")
-    g.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of these options (flags override it)")
+    g.add_argument("--config", metavar="FILE.yaml", type=checks.Path("read-file"),
+                   help="YAML file with any of these options (flags override it)")
     g.add_argument("--resume", action="store_true", default=None, help="continue the run already in --out")
     g.add_argument("--overwrite", action="store_true", default=None, help="replace a run already in --out")
 
 
 _NOT_RECIPE = {"command", "func", "config", "model_arg", "models", "seeds", "model"}
+
+
+def use_config_checks(p: argparse.ArgumentParser) -> None:
+    """Check each flag that sets a :class:`~senet.train.config.TrainConfig` field with that field's own check,
+    so a flag and its YAML key accept the same values (flags added later included)."""
+    from senet.train.config import field_check
+
+    fields = _config_fields()
+    for action in p._actions:
+        if action.dest in fields and action.nargs != 0 and action.dest != "milestones":
+            action.type = field_check(action.dest)
+        elif action.dest == "milestones":
+            action.type = field_check("milestones").item
+
+
+def _config_fields() -> set[str]:
+    import dataclasses
+
+    from senet.train.config import TrainConfig
+
+    return {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def recipe_from_args(args: argparse.Namespace, extra_keys: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict]:
@@ -59,6 +82,8 @@ def recipe_from_args(args: argparse.Namespace, extra_keys: tuple[str, ...] = ())
             values[key] = value
     if getattr(args, "model_arg", None):
         values["model_args"] = {**values.get("model_args", {}), **parse_model_args(args.model_arg)}
+    if getattr(args, "model", None) is None and "model" in values:  # from the file: as checked as --model
+        ModelName()(values["model"])
     return values, extra
 
 
@@ -67,10 +92,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Train one model; writes DIR/model.safetensors, config.json, metrics.csv, best/, "
                                    "and a resume state. Example: senet train --model se_resnet20 "
                                    "--data fashion-mnist --epochs 10 --out runs/se20")
-    p.add_argument("--model", help="registered model name (see `senet models`)")
+    p.add_argument("--model", type=ModelName(), help="registered model name (see senet models)")
     add_model_args(p)
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/<model>_<data>)")
     add_recipe_args(p)
+    use_config_checks(p)
     p.set_defaults(func=run)
 
 

@@ -65,8 +65,14 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             )
     try:
         model = builder(**kwargs)
-    except TypeError as exc:  # e.g. an unexpected keyword forwarded to a block
-        raise ConfigError(f"model {name!r}: {exc}") from exc
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, IndexError, ZeroDivisionError, RuntimeError) as exc:
+        # Arguments outside what the architecture can take (an unexpected keyword forwarded to a block, a width of
+        # 0, ...) fail deep inside construction; name the model and the arguments instead.
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "its defaults"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot build model {name!r} with {given}: {reason}") from exc
     model.senet_config = {"name": name, "kwargs": dict(kwargs)}
     return model
 
