@@ -24,11 +24,11 @@ PLAIN_TYPES = {None: checks.Text(), str: checks.Text(), int: checks.Int(), float
 
 
 class Parser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` whose errors are one line (``senet train: error: ...``) and exit status 2."""
+    """``argparse.ArgumentParser`` whose errors are one line (``senet: error: ...``) and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
         text = " ".join(message.split())
-        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+        self.exit(2, f"senet: error: {text} (see {self.prog} --help)\n")
 
 
 class _CheckedType:
