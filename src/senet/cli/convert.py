@@ -28,7 +28,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from senet.cli._common import refuse_overwriting_inputs
     from senet.interop.convert import convert_weights, save_converted
+    from senet.io import CONFIG_FILE, WEIGHTS_FILE
+
+    out = Path(args.out)
+    refuse_overwriting_inputs([out] if out.suffix == ".safetensors" else [out / WEIGHTS_FILE, out / CONFIG_FILE],
+                              [args.src])
 
     model, report = convert_weights(args.src, source=args.source, model=args.model)
     path = save_converted(model, args.out, report)

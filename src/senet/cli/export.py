@@ -30,7 +30,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from senet.cli._common import refuse_overwriting_inputs
     from senet.interop.export import export_model
+    from senet.io import CONFIG_FILE, WEIGHTS_FILE
+
+    model = Path(args.model)
+    reads = [model / WEIGHTS_FILE, model / CONFIG_FILE] if model.is_dir() else [model, model.with_name(CONFIG_FILE)]
+    refuse_overwriting_inputs([args.out], reads)
 
     result = export_model(
         args.model, args.out, format=args.format, input_size=args.input_size, dynamic_batch=args.dynamic_batch,
