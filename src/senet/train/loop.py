@@ -132,13 +132,15 @@ def _claim_out_dir(config: TrainConfig) -> None:
 
 def _on_rank_zero(fabric: Any, fn, *args) -> Any:
     """Run ``fn`` on global rank 0, share its result (or its error message) with every process."""
-    result, error = None, None
+    result, error, failure = None, None, None
     if fabric.is_global_zero:
         try:
             result = fn(*args)
         except (SenetError, OSError) as exc:  # OSError: the folder cannot be created or written
-            error = str(exc)
+            error, failure = str(exc), exc
     error = fabric.broadcast(error, 0)
+    if failure is not None:
+        raise failure
     if error:
         raise SenetError(error)
     fabric.barrier()
