@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     models = args.models if args.models is not None else extra.get("models")
     seeds = args.seeds if args.seeds is not None else extra.get("seeds", 1)
     if models is None:
-        raise ValueError("no models to compare: pass --models NAME,NAME or put `models:` in the --config file")
+        raise ValueError("no models to compare: pass --models NAME,NAME or put models: in the --config file")
     summary = compare(models, values, seeds=seeds, out=out)
     fields = ModelSummary.__dataclass_fields__
     rows = [ModelSummary(**{k: v for k, v in m.items() if k in fields}) for m in summary["models"]]

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.table:
         raise ConfigError("--table selects rows of --paper; add --paper")
     if not args.names:
-        raise ConfigError("name at least one model, e.g. `senet complexity resnet50 se_resnet50`, or use --paper")
+        raise ConfigError("name at least one model, e.g. senet complexity resnet50 se_resnet50, or use --paper")
     return _run_models(args)
 
 

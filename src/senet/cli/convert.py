@@ -12,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "convert", help="convert timm or Caffe-port (pretrainedmodels, timm legacy_se*) weights into a senet model",
         description="Rename a peer's state dict onto a senet model with the matching stride placement and pooling, "
                     "load it strictly (missing/unexpected keys and shape mismatches are listed) and save it so "
-                    "`senet.load_model` rebuilds it. .pth/.bin files are read with torch.load(weights_only=True): "
+                    "senet.load_model rebuilds it. .pth/.bin files are read with torch.load(weights_only=True): "
                     "pickles that would run code are refused.",
     )
     p.add_argument("src", type=checks.Path("read-file"), help="weights file: .safetensors, or .pth/.pt/.bin holding a state dict")

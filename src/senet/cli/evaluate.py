@@ -11,7 +11,7 @@ from senet.cli._common import Device
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="accuracy, loss, per-class accuracy and confusion matrix of a saved model",
-                       description="Evaluate a model folder (written by `senet train` or save_model) on the "
+                       description="Evaluate a model folder (written by senet train or senet.save_model) on the "
                                    "validation/test split. Files go to DIR/eval_<data>/ (metrics.json, confusion.png).")
     p.add_argument("model", metavar="DIR", type=checks.Path("read"), help="model folder, model.safetensors or config.json")
     p.add_argument("--data", help="dataset name (default: the one the model was trained on)")

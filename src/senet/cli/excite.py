@@ -17,9 +17,19 @@ from senet import checks
 from senet.cli._common import Device
 
 
+DESCRIPTION = """\
+What each SE block of a saved model excites (paper section 7.2).
+
+Writes excitation.json and excitation.csv (per-block class specificity, saturation, within-class spread),
+fig6_class_means.png, fig7_within_class.png and depth.png into OUT. --drop-se-stage S also evaluates the model
+with stage S's SE blocks replaced by identity on the whole split and reports the accuracy change and the
+parameter saving.
+"""
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("excite", help="per-class, per-depth excitation analysis of a saved SE model (Fig. 6/7)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", metavar="DIR", type=checks.Path("read"), help="saved model folder (senet train / senet.save_model)")
     p.add_argument("--data", metavar="NAME", help="dataset name (default: the one recorded in DIR/config.json)")
     p.add_argument("--data-dir", metavar="PATH", type=checks.Path("read-dir"), help="where the dataset files are")

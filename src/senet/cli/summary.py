@@ -11,7 +11,7 @@ from senet.cli._common import ModelName, add_model_args, input_size_arg, parse_m
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="layer table, parameters and multiply-adds of a model")
-    p.add_argument("name", type=ModelName(), help="registered model name (see `senet models`)")
+    p.add_argument("name", type=ModelName(), help="registered model name (see senet models)")
     add_model_args(p)
     input_size_arg(p, "input size without batch (default: the model's own, else 3 224 224)")
     p.add_argument("--depth", type=checks.Int(0, 50), default=3, help="nesting depth of the layer table (default 3)")
