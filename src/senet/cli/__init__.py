@@ -24,6 +24,7 @@ import sys
 
 from senet.cli._common import Parser, debug_requested, first_line, harden, say
 from senet.errors import SenetError
+from senet.runtime import tune_cpu_allocator
 
 #: Subcommand modules, in the order ``senet --help`` lists them.
 COMMANDS = ("models", "summary", "complexity", "excite", "convert", "export", "train", "evaluate", "compare")
@@ -110,8 +111,6 @@ def os_error_text(exc: OSError) -> str:
 
 def console_main() -> int:
     """The ``senet`` program: tune the process's allocator (it owns the process), then :func:`main`."""
-    from senet.runtime import tune_cpu_allocator
-
     tune_cpu_allocator()
     return main()
 
