@@ -47,8 +47,9 @@ def _temporaries(out: Path) -> list[Path]:
 
 
 def _everything_present_loads(out: Path) -> None:
-    import senet
     from safetensors.torch import load_file
+
+    import senet
 
     for path in out.rglob("*"):
         if path.suffix == ".json":

@@ -16,7 +16,6 @@ from typing import Any
 from senet import checks
 from senet.cli._common import Device
 
-
 DESCRIPTION = """\
 What each SE block of a saved model excites (paper section 7.2).
 

@@ -58,10 +58,10 @@ def use_config_checks(p: argparse.ArgumentParser) -> None:
 
     fields = _config_fields()
     for action in p._actions:
-        if action.dest in fields and action.nargs != 0 and action.dest != "milestones":
-            action.type = field_check(action.dest)
-        elif action.dest == "milestones":
-            action.type = field_check("milestones").item
+        if action.dest in fields and action.nargs != 0:
+            check = field_check(action.dest)
+            # a list option (--milestones 10 20) is parsed one item at a time
+            action.type = getattr(check, "item", check) if action.nargs in ("+", "*") else check
 
 
 def _config_fields() -> set[str]:

@@ -106,7 +106,7 @@ class TrainConfig:
     momentum: float = _check(checks.Float(0, 1, hi_open=True), 0.9)
     weight_decay: float = _check(checks.Float(0, 1), 1e-4)
     schedule: str = _check(checks.Choice(SCHEDULES), "step")
-    milestones: list[int] | None = _check(Epochs())
+    milestones: list[int] | None = field(default=None, metadata={"check": Epochs()})
     warmup: float = _check(checks.Float(0), 0.0)
     label_smoothing: float = _check(checks.Float(0, 1, hi_open=True), 0.0)
     precision: str = _check(checks.Choice(PRECISIONS), "32")

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from typing_extensions import Self  # typing.Self from Python 3.11 on
 
 from senet.errors import SenetError
 from senet.io import CONFIG_FILE, WEIGHTS_FILE, atomic_write_bytes, atomic_write_json, remove_stale_temporaries
@@ -39,17 +40,17 @@ __all__ = [
     "METRICS_FILE",
     "METRIC_COLUMNS",
     "RUN_FILE",
-    "RunFolderLock",
     "STATE_FILE",
+    "RunFolderLock",
     "capture_rng",
+    "check_state_matches_run",
     "folder_holds_run",
     "load_train_state",
+    "lock_run_folder",
     "read_run_file",
     "remove_run_files",
     "restore_rng",
     "save_train_state",
-    "check_state_matches_run",
-    "lock_run_folder",
     "seed_everything",
     "write_metrics_csv",
     "write_run_file",
@@ -119,7 +120,7 @@ class RunFolderLock:
         self._fd: int | None = None
         self._created = False
 
-    def acquire(self) -> RunFolderLock:
+    def acquire(self) -> Self:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
@@ -160,7 +161,7 @@ class RunFolderLock:
             except OSError:
                 pass
 
-    def __enter__(self) -> RunFolderLock:
+    def __enter__(self) -> Self:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
