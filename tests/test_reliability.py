@@ -98,6 +98,16 @@ def test_yaml_values_of_the_wrong_type_are_one_line(line, key, tmp_path, capsys)
     assert key in err and str(path) in err
 
 
+@pytest.mark.parametrize("lines, words", [("models: 5", "models"), ("models: [5]", "models"),
+                                          ("models: [resnet20]\nseeds: 0", "seeds"),
+                                          ("models: [nope]", "unknown model 'nope'")])
+def test_compare_recipe_values_of_the_wrong_type_are_one_line(lines, words, tmp_path, capsys):
+    path = tmp_path / "compare.yaml"
+    path.write_text(f"data: synthetic\n{lines}\n")
+    assert main(["compare", "--config", str(path), "--out", str(tmp_path / "c")]) == 2
+    assert words in _one_line_error(capsys)
+
+
 # --- sizes and builder arguments from users --------------------------------------------------------------------
 @pytest.mark.parametrize("argv, words", [
     (["summary", "se_resnet50", "--input-size", "3", "100000", "100000"], "--input-size"),

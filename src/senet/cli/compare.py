@@ -23,6 +23,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _name(item: object) -> str:
+    if not isinstance(item, str):
+        raise checks.ConfigError(f"models: expected a list of model names, got {item!r}")
+    return item
+
+
 def run(args: argparse.Namespace) -> int:
     from senet.train import compare
     from senet.train.comparison import ModelSummary
@@ -34,6 +40,16 @@ def run(args: argparse.Namespace) -> int:
     seeds = args.seeds if args.seeds is not None else extra.get("seeds", 1)
     if models is None:
         raise ValueError("no models to compare: pass --models NAME,NAME or put models: in the --config file")
+    try:  # the file's models and seeds get the same checks as --models and --seeds
+        if not isinstance(models, (str, list)):
+            raise checks.ConfigError(f"models: expected model names, got {models!r}")
+        ModelNames()(models if isinstance(models, str) else ",".join(map(_name, models)))
+        try:
+            seeds = checks.Int(1, 1000)(seeds)
+        except checks.ConfigError as exc:
+            raise checks.ConfigError(f"seeds: {exc}") from None
+    except checks.ConfigError as exc:
+        raise checks.ConfigError(f"{args.config}: {exc}" if args.config else str(exc)) from None
     summary = compare(models, values, seeds=seeds, out=out)
     fields = ModelSummary.__dataclass_fields__
     rows = [ModelSummary(**{k: v for k, v in m.items() if k in fields}) for m in summary["models"]]
