@@ -160,7 +160,7 @@ class Device(checks.Check):
 
     def __call__(self, value: Any) -> str:
         if not isinstance(value, str) or not self.PATTERN.fullmatch(value.strip()):
-            raise self.fail(value)
+            raise ConfigError(f"unknown device {value!r}; expected {self.describe()}")
         return value.strip()
 
 
