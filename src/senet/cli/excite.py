@@ -78,10 +78,6 @@ def run(args: argparse.Namespace) -> int:
     from senet.data import load_dataset
     from senet.io import load_model, saved_dataset_name
 
-    for flag, value in (("--per-class", args.per_class), ("--batch-size", args.batch_size),
-                        ("--eval-images", args.eval_images)):
-        if value is not None and value < 1:
-            raise ValueError(f"{flag} must be at least 1, got {value}")
     if args.eval_images is not None and not args.drop_se_stage:
         raise ValueError("--eval-images needs --drop-se-stage")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
