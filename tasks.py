@@ -3,6 +3,7 @@
 
     python3 tasks.py demo    # set up, then train ResNet-20 vs SE-ResNet-20 on Fashion-MNIST and write the report
     python3 tasks.py test    # set up, then run the whole test suite
+    python3 tasks.py docs    # set up, then build the documentation site into site/ (strict: broken links fail)
 
 Set-up is idempotent: it creates ``.venv/`` in the repository root, installs the package with the extras the tests
 need (re-installing only when ``pyproject.toml`` changes), and installs the Debian package
@@ -23,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-EXTRAS = "dev,onnx,keras"
+EXTRAS = "train,analysis,onnx,keras,docs,dev"  # every extra the test suite exercises
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 APT_PACKAGE = "dataset-fashion-mnist"
 
@@ -80,14 +81,14 @@ def setup() -> None:
 
 
 def demo(extra: list[str]) -> int:
-    """`senet compare` of ResNet-20 and SE-ResNet-20 (configs/demo.yaml), then `senet excite` on the SE model.
+    """`senet compare` of ResNet-20 and SE-ResNet-20 (the bundled recipe ``demo``), then `senet excite` on the SE model.
 
     Running it again resumes: finished runs are reused, an interrupted one continues from its last epoch.
     """
     setup()
     out = ROOT / "runs" / "demo"
     senet = str(BIN / "senet")
-    compare = [senet, "compare", "--config", str(ROOT / "configs" / "demo.yaml"), "--out", str(out)]
+    compare = [senet, "compare", "--config", "demo", "--out", str(out)]
     if out.exists() and "--overwrite" not in extra:
         compare.append("--resume")
     rc = _run_logged([*compare, *extra])
@@ -107,8 +108,8 @@ def _run_logged(cmd: list[str], **kw) -> int:
 
 
 def _runtime_env() -> dict[str, str]:
-    # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads starved each other
-    # (se_resnet20 training: 102 vs 388 images/s, identical losses). It must be set before torch starts.
+    # Idle OpenMP threads sleep instead of spinning, so on a machine shared with other jobs they do not starve the
+    # threads doing work (docs/performance.md has the measurement). It must be set before torch starts.
     return {"OMP_WAIT_POLICY": "PASSIVE", "KERAS_BACKEND": "torch", **os.environ}
 
 
@@ -117,14 +118,24 @@ def test(extra: list[str]) -> int:
     return _run_logged([str(BIN / "python"), "-m", "pytest", "-q", *extra], cwd=ROOT)
 
 
+def docs(extra: list[str]) -> int:
+    """Build the documentation site into ``site/`` (``python3 tasks.py docs serve`` previews it live instead)."""
+    setup()
+    mkdocs = [str(BIN / "python"), "-m", "mkdocs"]
+    if extra[:1] == ["serve"]:
+        return _run_logged([*mkdocs, "serve", *extra[1:]], cwd=ROOT)
+    return _run_logged([*mkdocs, "build", "--strict", "--site-dir", str(ROOT / "site"), *extra], cwd=ROOT)
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "setup"):
+    commands = {"demo": demo, "test": test, "docs": docs}
+    if not argv or argv[0] not in (*commands, "setup"):
         print(__doc__)
         return 2
     if argv[0] == "setup":
         setup()
         return 0
-    return {"demo": demo, "test": test}[argv[0]](argv[1:])
+    return commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ top-1. Accuracy does not depend on the machine, so a GPU can search many recipes
 
     python benchmarks/time_to_accuracy.py --only se20_e10                  # one recipe, here
     python benchmarks/time_to_accuracy.py --accelerator cuda --parallel 6  # the whole grid on a GPU
-    python benchmarks/time_to_accuracy.py --config configs/fmnist_se_94.yaml
+    python benchmarks/time_to_accuracy.py --config fmnist_se_94              # one bundled recipe, by name
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def test_demo_config_is_a_valid_compare_recipe():
 
     from senet.train.config import load_config_file
 
-    path = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    path = Path(__file__).resolve().parents[1] / "src" / "senet" / "configs" / "demo.yaml"
     train_keys, extra = load_config_file(path, extra_keys=("models", "seeds"))
     assert extra["models"] == ["resnet20", "se_resnet20"] and extra["seeds"] >= 1
     cfg = make_config({**train_keys, "model": "resnet20"}).validate()

@@ -55,7 +55,7 @@ def test_senet_imports_without_keras_and_senet_keras_says_how_to_install():
     )
     assert result.returncode == 0, result.stderr
     assert "KERAS_LOADED False" in result.stdout
-    assert "ERROR" in result.stdout and "pip install 'senet[keras]'" in result.stdout
+    assert "ERROR" in result.stdout and 'pip install "senet[keras]"' in result.stdout
 
 
 # --- the notebook models --------------------------------------------------------------------------------------

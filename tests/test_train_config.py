@@ -122,7 +122,7 @@ def test_milestones_are_refused_outside_the_step_schedule(schedule):
 def test_time_to_accuracy_config_is_a_train_recipe():
     import pathlib
 
-    path = pathlib.Path(__file__).parent.parent / "configs" / "fmnist_se_fast.yaml"
+    path = pathlib.Path(__file__).parent.parent / "src" / "senet" / "configs" / "fmnist_se_fast.yaml"
     args = build_parser().parse_args(["train", "--config", str(path), "--epochs", "1"])
     values, extra = recipe_from_args(args)
     cfg = make_config(values).validate()
@@ -131,7 +131,7 @@ def test_time_to_accuracy_config_is_a_train_recipe():
                                                                             "onecycle", 256, 0.2)
     assert cfg.channels_last and cfg.label_smoothing == 0.1 and cfg.precision == "bf16-mixed"
     assert make_config(load_config_file(path)[0]).epochs == 10
-    assert "93%" in path.read_text() and "README" in path.read_text()
+    assert "93%" in path.read_text() and "docs/performance.md" in path.read_text()
 
 
 def test_train_refuses_a_compare_recipe_and_points_to_compare(capsys):
@@ -139,19 +139,19 @@ def test_train_refuses_a_compare_recipe_and_points_to_compare(capsys):
 
     from senet.cli import main
 
-    demo = pathlib.Path(__file__).parent.parent / "configs" / "demo.yaml"
+    demo = pathlib.Path(__file__).parent.parent / "src" / "senet" / "configs" / "demo.yaml"
     assert main(["train", "--config", str(demo)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("senet: error:") and f"senet compare --config {demo}" in err and "\n" not in err
 
 
 def test_shipped_train_configs_validate_and_name_a_measured_result():
-    """Every `senet train` config under configs/ is a valid recipe for a registered model on real data."""
+    """Every `senet train` config in senet/configs/ is a valid recipe for a registered model on real data."""
     import pathlib
 
     from senet import list_models
 
-    root = pathlib.Path(__file__).parent.parent / "configs"
+    root = pathlib.Path(__file__).parent.parent / "src" / "senet" / "configs"
     paths = [p for p in sorted(root.glob("*.yaml")) if p.name != "demo.yaml"]  # demo.yaml: a compare recipe
     assert {p.name for p in paths} >= {"fmnist_se_fast.yaml", "fmnist_se_94.yaml"}
     for path in paths:

@@ -8,8 +8,9 @@ from typing import Any
 
 def pyplot():
     """``matplotlib.pyplot`` on the non-interactive Agg backend (imported on first use, never at ``import senet``)."""
-    import matplotlib
+    from senet._extras import require
 
+    matplotlib = require("matplotlib", "analysis", purpose="charts")
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 

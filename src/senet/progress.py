@@ -12,8 +12,9 @@ def progress(iterable: Iterable, *, desc: str, enabled: bool = True, **kwargs: A
 
     When stderr is not a terminal the bar redraws at most every 30 seconds, so logs stay readable.
     """
-    from tqdm.auto import tqdm
+    from senet._extras import require
 
+    tqdm = require("tqdm.auto", "train", purpose="progress bars").tqdm
     interactive = sys.stderr.isatty()
     return tqdm(iterable, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True,
                 mininterval=0.1 if interactive else 30.0, **kwargs)

@@ -3,11 +3,11 @@
 glibc's ``malloc`` serves every block above its *mmap threshold* (at most 32 MiB by default) with a fresh ``mmap``
 and hands it back to the kernel with ``munmap`` when it is freed. PyTorch's CPU allocator has no cache of its own,
 so each large activation - a (32, 256, 56, 56) float32 map is 98 MiB - costs a page fault and a zeroed page per
-4 KiB, every forward pass. On the project's 2-core VM that is most of the time of an elementwise op:
-``x * 1.0`` on that map takes ~31 ms with the default thresholds and ~7-9 ms once freed blocks stay in the heap
-(``benchmarks/bench_se.py --malloc default`` vs ``--malloc tuned``), and SE-ResNet-50 inference at batch 32
-(224x224) runs 1.4-1.8x faster (``benchmarks/bench_models.py``). Training at 28x28 does not change (its maps are
-below the default threshold).
+4 KiB, every forward pass. For the memory-bound elementwise ops around an SE block that is most of their time, so
+large-image CPU inference and training speed up when freed blocks stay in the heap; small maps (28x28 training) are
+below the default threshold and do not change. The measurements, with the commands that reproduce them
+(``benchmarks/bench_se.py`` and ``benchmarks/bench_models.py`` with ``--malloc default`` / ``--malloc tuned``), are
+on the documentation's performance page.
 
 :func:`tune_cpu_allocator` raises glibc's mmap and trim thresholds so freed blocks are reused instead of
 returned: the cost is that the process keeps up to ``limit_bytes`` of freed memory (its peak, at most) rather

@@ -42,10 +42,31 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     g = p.add_argument_group("run folder")
-    g.add_argument("--config", metavar="FILE.yaml", type=checks.Path("read-file"),
+    g.add_argument("--config", metavar="FILE.yaml", type=Recipe(),
                    help="YAML file with any of these options (flags override it)")
     g.add_argument("--resume", action="store_true", default=None, help="continue the run already in --out")
     g.add_argument("--overwrite", action="store_true", default=None, help="replace a run already in --out")
+
+
+class Recipe(checks.Path):
+    """A YAML file, or the name of a recipe bundled with the package (``fmnist_se_fast``; see senet.recipes)."""
+
+    def __init__(self) -> None:
+        super().__init__("read-file")
+
+    def describe(self) -> str:
+        return "a YAML file or the name of a bundled recipe"
+
+    def __call__(self, value: Any) -> str:
+        from senet.recipes import resolve_recipe
+
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(value)
+        try:
+            resolve_recipe(value)
+        except (FileNotFoundError, OSError) as exc:
+            raise checks.ConfigError(str(exc)) from None
+        return value
 
 
 _NOT_RECIPE = {"command", "func", "config", "model_arg", "models", "seeds", "model"}

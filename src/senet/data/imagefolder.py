@@ -52,8 +52,9 @@ def _header_error(path: str) -> str | None:
 
 def scan_images(samples: list[tuple[str, int]], *, strict: bool, threads: int = 8) -> tuple[list, list]:
     """Split ``samples`` into readable ones and ``(path, reason)`` pairs for the unreadable (raise if ``strict``)."""
-    from tqdm import tqdm
+    from senet._extras import require
 
+    tqdm = require("tqdm", "train", purpose="scanning an image folder").tqdm
     with ThreadPoolExecutor(max_workers=threads) as pool:
         reasons = list(
             tqdm(

@@ -26,7 +26,8 @@ __all__ = ["ImageTensorDataset", "StackedItems", "collate_stacked"]
 @contextmanager
 def _one_thread():
     """Run a batch's small, memory-bound ops on one thread: splitting them across intra-op threads costs more than
-    it saves, and on a busy machine waiting for the second thread made a batch 40x slower (see bench_data.py)."""
+    it saves, and on a busy machine a batch would wait for a second thread that is not free
+    (``benchmarks/bench_data.py`` measures it)."""
     threads = torch.get_num_threads()
     if threads == 1:
         yield

@@ -16,7 +16,6 @@ An operator the ONNX exporter cannot translate ends in a ``SenetError`` that nam
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import re
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from senet._extras import require
 from senet.errors import ConfigError, SenetError
 
 __all__ = ["FORMATS", "ExportResult", "GlobalMean", "export_model", "onnx_op_types", "replace_adaptive_pooling",
@@ -145,9 +145,9 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, target: Path, dynamic_b
 
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, out: Path, dynamic_batch: bool, opset: int) -> None:
-    if importlib.util.find_spec("onnx") is None or (
-            opset >= MIN_DYNAMO_OPSET and importlib.util.find_spec("onnxscript") is None):
-        raise SenetError("ONNX export needs the onnx and onnxscript packages: pip install 'senet[onnx]'")
+    require("onnx", "onnx", purpose="ONNX export")
+    if opset >= MIN_DYNAMO_OPSET:
+        require("onnxscript", "onnx", purpose=f"ONNX export at opset {opset}")
     tmp = _atomic_target(out)
     try:
         try:
@@ -167,7 +167,7 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, out: Path, dynamic_bat
 
 
 def _onnx_opset(path: Path) -> int | None:
-    import onnx
+    onnx = require("onnx", "onnx", purpose="ONNX export")
 
     model = onnx.load(str(path), load_external_data=False)
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
@@ -194,7 +194,7 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, out: Path) -> N
 def run_exported(path: str | Path, x: torch.Tensor, format: str) -> torch.Tensor:
     """Run an exported file on ``x`` (onnxruntime on CPU for ONNX) and return the first output."""
     if format == "onnx":
-        import onnxruntime as ort
+        ort = require("onnxruntime", "onnx", purpose="running an ONNX file")
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
@@ -208,7 +208,7 @@ def run_exported(path: str | Path, x: torch.Tensor, format: str) -> torch.Tensor
 
 def onnx_op_types(path: str | Path) -> set[str]:
     """The operator types in an ONNX file's main graph (``{"Conv", "ReduceMean", ...}``)."""
-    import onnx
+    onnx = require("onnx", "onnx", purpose="reading an ONNX file")
 
     return {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
 

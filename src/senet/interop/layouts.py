@@ -1,4 +1,5 @@
-"""Weight layouts of the peers we convert from (SPEC section 6), and how each maps onto :mod:`senet.models.resnet`.
+"""Weight layouts of the peers we convert from (timm and the Caffe port), and how each maps onto
+:mod:`senet.models.resnet`.
 
 A :class:`SourceLayout` knows three things about a family of checkpoints:
 

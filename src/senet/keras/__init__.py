@@ -13,7 +13,9 @@ Works on any Keras 3 backend (jax, tensorflow, torch). Nothing else in ``senet``
 
 from __future__ import annotations
 
-_INSTALL_HINT = "senet.keras needs Keras 3, an optional extra: pip install 'senet[keras]'"
+from senet._extras import install_command
+
+_INSTALL_HINT = f"senet.keras needs Keras 3, part of the 'keras' extra: {install_command('keras')}"
 
 try:
     import keras as _keras

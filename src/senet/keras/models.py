@@ -1,4 +1,4 @@
-"""The Keras notebook's two 28x28x1 models (SPEC section 5) as Keras 3 functional models.
+"""The Keras notebook's two 28x28x1 models (an SE block without and with a residual add) as Keras 3 models.
 
 Conv2D(32, 3x3, same, ReLU) ``conv`` -> SE(r=2, no bias) ``se_*`` -> [Add ``residual``: x = SE(x) + x] ->
 Conv2D(1, 1x1, ReLU) ``proj`` -> Flatten ``flatten`` -> Dense(10, softmax) ``fc``.

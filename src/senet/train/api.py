@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from senet._extras import require
 from senet.errors import ConfigError
 from senet.train.config import RUNTIME_KEYS, TrainConfig, load_config_file, make_config
 from senet.train.loop import TrainResult, run_training
@@ -55,4 +56,6 @@ def train(config: TrainConfig | dict[str, Any] | str | Path) -> TrainResult:
     Every option is checked before any work; the output folder must be empty of runs unless ``resume`` or
     ``overwrite`` is set. Resuming a finished run returns its result without training.
     """
-    return run_training(resolve_config(config))
+    config = resolve_config(config)
+    require("lightning_fabric", "train", purpose="training")
+    return run_training(config)

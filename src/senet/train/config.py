@@ -239,14 +239,17 @@ def make_config(values: dict[str, Any], *, base: TrainConfig | None = None) -> T
 def load_config_file(path: str | Path, *, extra_keys: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read a YAML recipe. Returns (training keys, extra keys such as ``models``/``seeds`` for ``senet compare``).
 
+    ``path`` is a file, or the name of a recipe bundled with the package (``"fmnist_se_fast"``; see
+    :mod:`senet.recipes`).
+
     Keys may use dashes or underscores. A key that is neither a :class:`TrainConfig` field nor in ``extra_keys``
     raises :class:`ConfigError`.
     """
-    import yaml
+    from senet._extras import require
+    from senet.recipes import resolve_recipe
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such config file: {path}")
+    yaml = require("yaml", "train", purpose="reading a --config file")
+    path = resolve_recipe(path)
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
