@@ -17,6 +17,7 @@ image, counted in ``dataset.skipped_at_load`` and warned about once per process.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -153,6 +154,12 @@ def _list_split(split_dir: Path, class_to_idx: dict[str, int] | None) -> tuple[l
     samples = make_dataset(str(split_dir), class_to_idx or found, extensions=IMG_EXTENSIONS, allow_empty=True)
     if not samples:
         raise SenetError(f"{split_dir} holds no images with extensions {', '.join(IMG_EXTENSIONS)}")
+    counts = Counter(label for _, label in samples)
+    empty = [name for name in classes if counts[(class_to_idx or found)[name]] == 0]
+    if empty:  # a class without images would be learned as one that never occurs
+        raise SenetError(f"class folder {split_dir / empty[0]} holds no images with extensions "
+                         f"{', '.join(IMG_EXTENSIONS)}" + (f" (nor do {', '.join(empty[1:])})" if empty[1:] else "")
+                         + "; add images or remove the folder")
     return classes, samples
 
 

@@ -134,13 +134,15 @@ def _claim_out_dir(config: TrainConfig) -> None:
 
 def _on_rank_zero(fabric: Any, fn, *args) -> Any:
     """Run ``fn`` on global rank 0, share its result (or its error message) with every process."""
-    result, error = None, None
+    result, error, failure = None, None, None
     if fabric.is_global_zero:
         try:
             result = fn(*args)
-        except SenetError as exc:
-            error = str(exc)
+        except (SenetError, OSError) as exc:  # OSError: the folder cannot be created or written
+            error, failure = str(exc), exc
     error = fabric.broadcast(error, 0)
+    if failure is not None:
+        raise failure
     if error:
         raise SenetError(error)
     fabric.barrier()
@@ -186,9 +188,21 @@ def _check_batch_fits(config: TrainConfig, train_size: int, world: int) -> None:
 
 
 def _run(fabric: Any, config: TrainConfig) -> TrainResult:
+    """Hold the run folder for the whole run (rank 0), so a second run into the same folder is refused."""
+    lock = _on_rank_zero(fabric, st.lock_run_folder, config.out_dir)
+    try:
+        return _train(fabric, config)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(fabric: Any, config: TrainConfig) -> TrainResult:
     out = config.out_dir
     _on_rank_zero(fabric, _check_out_dir, config)
     saved = st.load_train_state(out) if config.resume and (out / st.STATE_FILE).exists() else None
+    if saved is not None:
+        st.check_state_matches_run(saved, config.recipe(), out)
     bundle = _load_data(fabric, config)
     _check_batch_fits(config, len(bundle.train), fabric.world_size)  # before the run folder is claimed
     kwargs = model_kwargs_for(config, bundle)
@@ -237,6 +251,7 @@ def _run(fabric: Any, config: TrainConfig) -> TrainResult:
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"], "lr": lr,
                "epoch_time": time.perf_counter() - epoch_start, "images_per_s": seen / train_seconds}
+        _check_finite(row, model, out, len(history))
         history.append(row)
         improved = row["val_top1"] is not None and row["val_top1"] > best["top1"]
         if improved:
@@ -280,12 +295,22 @@ def _setup_model(fabric: Any, config: TrainConfig, kwargs: dict[str, Any], saved
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if saved is not None:
-        model.load_state_dict(saved["model"])
+        _restore(model.load_state_dict, saved["model"], config)
     optimizer = make_optimizer(model, config)
     forward_model, optimizer = fabric.setup(torch.compile(model) if config.compile else model, optimizer)
-    if saved is not None:
-        optimizer.load_state_dict(saved["optimizer"])  # after setup, so its tensors land on the model's device
+    if saved is not None:  # after setup, so its tensors land on the model's device
+        _restore(optimizer.load_state_dict, saved["optimizer"], config)
     return model, forward_model, optimizer, frozen_norms
+
+
+def _restore(load: Any, state: dict, config: TrainConfig) -> None:
+    """``load(state)``; a state that does not fit the model or optimizer of ``run.json`` is a SenetError."""
+    try:
+        load(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SenetError(f"cannot resume: {config.out_dir / st.STATE_FILE} does not fit the run described by "
+                         f"{config.out_dir / st.RUN_FILE} ({first}); start again with --overwrite") from exc
 
 
 def _make_loaders(fabric: Any, config: TrainConfig, bundle: Any) -> tuple[DistributedSampler, Any, Any]:
@@ -360,6 +385,21 @@ def _write_epoch(out: Path, model: nn.Module, optimizer: Any, row: dict, history
         "rng": st.capture_rng(), "data_order": {**data_order, "seed": config.seed, "epoch": row["epoch"]},
         "history": history, "best": best, "recipe": config.recipe(),
     })
+
+
+def _check_finite(row: dict[str, Any], model: nn.Module, out: Path, last_epoch: int) -> None:
+    """A NaN/inf validation loss, or weights that are no longer finite after the epoch, fail the run before
+    anything of the epoch is written: the checkpoint and ``best/`` of earlier epochs stay as they were."""
+    if row["val_loss"] is None or math.isfinite(row["val_loss"]):  # None: no validation part held out
+        bad = next((name for name, t in model.state_dict().items()
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+        if bad is None:
+            return
+        what = f"weight {bad} is not finite after epoch {row['epoch']}"
+    else:
+        what = f"validation loss is {row['val_loss']} at epoch {row['epoch']}"
+    kept = f"the checkpoint of epoch {last_epoch} in {out} is kept" if last_epoch else "nothing was saved"
+    raise SenetError(f"training diverged: {what}; {kept}; try a lower --lr, a --warmup, or --precision 32")
 
 
 def _checked_loss(fabric: Any, loss: torch.Tensor, step: int, epoch: int, out: Path, last_epoch: int) -> float:
