@@ -94,6 +94,7 @@ class FractionOrCount(checks.Check):
     nothing)."""
 
     kind = "float"
+    lo, hi, lo_open, hi_open = 0, None, False, False  # the bounds a generic float check would report
 
     def describe(self) -> str:
         return "a fraction in [0, 1) or a number of images >= 0"
