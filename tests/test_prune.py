@@ -184,15 +184,112 @@ def test_create_model_se_removed_names_unknown_blocks():
         senet.create_model("se_resnet20", se_removed=["SE_9_1"])
 
 
-def test_pruned_model_exports_to_onnx(se20, tmp_path):
+def test_pruned_model_exports_to_onnx(tmp_path):
     pytest.importorskip("onnxruntime")
-    pruned = remove_se(se20, blocks=["SE_4_3"], replace="mean", loader=batches(1))
-    result = senet.export_model(pruned, tmp_path / "p.onnx", input_size=(1, 28, 28), dynamic_batch=True)
+    model = senet.create_model("notebook_simple").eval()
+    pruned = remove_se(model, blocks=["se"], replace="mean", loader=batches(1))
+    result = senet.export_model(pruned, tmp_path / "p.onnx", input_size=(1, 28, 28))
     import numpy as np
     import onnxruntime as ort
 
-    x = torch.randn(2, 1, 28, 28)
+    x = torch.randn(1, 1, 28, 28)
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():
-        np.testing.assert_allclose(got, pruned.eval()(x).numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got, pruned(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+# ---- choosing blocks and `senet prune` -------------------------------------------------------------------------
+
+SYNTH = "synthetic:classes=3,size=28,chans=1,train=90,val=30"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = trained_like(senet.create_model("se_resnet20", in_chans=1, num_classes=3))
+    out = tmp_path_factory.mktemp("run") / "se20"
+    senet.save_model(model, out, extra={"dataset": {"name": SYNTH, "num_classes": 3, "in_chans": 1},
+                                        "class_names": ["a", "b", "c"], "train_config": {"seed": 3}})
+    return out
+
+
+def test_rank_blocks_puts_class_agnostic_steady_blocks_first():
+    from senet.analysis.prune import rank_blocks
+
+    metrics = {"SE_2_1": {"class_specificity": 0.02, "within_class_std": 0.10},
+               "SE_3_1": {"class_specificity": 0.50, "within_class_std": 0.01},
+               "SE_4_1": {"class_specificity": 0.01, "within_class_std": 0.02},
+               "SE_4_2": {"class_specificity": 0.90, "within_class_std": 0.30}}
+    # ranks (spec + spread): SE_4_1 0+1, SE_2_1 1+2, SE_3_1 2+0 (tie with SE_2_1: the deeper block first), SE_4_2
+    assert rank_blocks(metrics) == ["SE_4_1", "SE_3_1", "SE_2_1", "SE_4_2"]
+
+
+def test_heldout_split_is_disjoint_seeded_and_a_tenth():
+    from senet.analysis.prune import heldout_split
+    from senet.data import load_dataset
+
+    bundle = load_dataset("synthetic:classes=3,size=8,chans=1,train=200,val=10", augment=False)
+    fit, val = heldout_split(bundle, seed=3)
+    assert len(val) == 20 and len(fit) == 180 and not set(fit.indices) & set(val.indices)
+    assert heldout_split(bundle, seed=3)[1].indices == val.indices != heldout_split(bundle, seed=4)[1].indices
+    assert fit.dataset is bundle.train  # training images only, never bundle.val (the test split)
+
+
+def test_greedy_keeps_each_removal_only_within_the_budget(monkeypatch, se20):
+    import senet.analysis.prune as prune
+
+    cost = {"SE_4_3": 0.1, "SE_4_2": 0.5, "SE_4_1": 0.15, "SE_3_3": 0.05}
+    everything = set(senet.named_se_blocks(se20))
+
+    def fake_top1(model, loader, device="cpu", channels_last=False):
+        gone = everything - set(senet.named_se_blocks(model))
+        return 90.0 - sum(cost[b] for b in gone)
+
+    monkeypatch.setattr(prune, "top1", fake_top1)
+    result = prune.greedy_prune(se20, batches(1), order=list(cost), replace="identity", max_drop=0.3)
+    # SE_4_3 (-0.1) in; SE_4_2 would make -0.6: out; SE_4_1 makes -0.25: in; SE_3_3 would make -0.3: in (at the edge)
+    assert result.removed == ["SE_4_3", "SE_4_1", "SE_3_3"]
+    assert [s.kept for s in result.steps] == [True, False, True, True]
+    assert result.val_top1_before == 90.0 and result.val_top1_after == pytest.approx(89.7)
+    assert set(senet.named_se_blocks(result.model)) == everything - set(result.removed)
+    by_hand = prune.greedy_prune(se20, batches(1), order=["SE_4_2"], replace="identity", max_drop=None)
+    assert by_hand.removed == ["SE_4_2"]  # chosen by hand: removed whatever it costs
+
+
+def test_prune_run_writes_a_loadable_run_and_a_report(run_dir, tmp_path):
+    import json
+
+    from senet.analysis.prune import prune_run
+    from senet.train import evaluate
+
+    out = tmp_path / "pruned"
+    summary = prune_run(run_dir, out, blocks=["SE_4_3", "SE_2_1"], replace="mean", batch_size=16,
+                        fit_per_class=10, latency_repeats=2, log=lambda _m: None)
+    assert summary["removed"] == ["SE_4_3", "SE_2_1"]
+    assert summary["images"] == {"statistics": 30, "validation": 9, "test": 30}
+    assert summary["cost"]["after"]["params"] < summary["cost"]["before"]["params"]
+    assert summary["cost"]["after"]["macs"] < summary["cost"]["before"]["macs"]
+    assert summary["latency"]["original_ms"] > 0 and summary["latency"]["ratio"] > 0
+    doc = json.loads((out / "config.json").read_text())
+    assert doc["model"]["kwargs"]["se_removed"] == ["SE_4_3", "SE_2_1"] and doc["dataset"]["name"] == SYNTH
+    assert doc["pruned"] == {"from": str(run_dir), "replace": "mean", "removed": ["SE_4_3", "SE_2_1"]}
+    assert json.loads((out / "report.json").read_text())["removed"] == ["SE_4_3", "SE_2_1"]
+    md = (out / "report.md").read_text()
+    assert "| parameters |" in md and "forward time" in md and "test top-1 (30 images" in md
+    result = evaluate(out, out=tmp_path / "eval")
+    assert result["top1"] == pytest.approx(summary["test_top1"]["after"] / 100)
+    with pytest.raises(senet.SenetError, match="already holds a model: pass --overwrite"):
+        prune_run(run_dir, out, blocks=["SE_4_3"], log=lambda _m: None)
+
+
+def test_senet_prune_cli_chooses_blocks_and_reports(run_dir, tmp_path, capsys):
+    from senet.cli import main
+
+    out = tmp_path / "auto"
+    assert main(["prune", str(run_dir), "--out", str(out), "--max-drop", "100", "--batch-size", "16"]) == 0
+    text = capsys.readouterr().out
+    assert "removed 9 SE block(s)" in text and "forward time x" in text
+    assert senet.named_se_blocks(senet.load_model(out)) == {}
+    assert main(["prune", str(run_dir), "--out", str(tmp_path / "x"), "--blocks", "SE_9_9"]) == 2
+    assert "senet: error: unknown SE block(s) SE_9_9; this model has SE_2_1" in capsys.readouterr().err

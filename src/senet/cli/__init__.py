@@ -19,7 +19,7 @@ from senet.errors import SenetError
 from senet.runtime import tune_cpu_allocator
 
 #: Subcommand modules, in the order ``senet --help`` lists them.
-COMMANDS = ("models", "summary", "complexity", "excite", "convert", "export", "train", "evaluate", "compare")
+COMMANDS = ("models", "summary", "complexity", "excite", "prune", "convert", "export", "train", "evaluate", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:
