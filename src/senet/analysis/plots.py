@@ -76,6 +76,8 @@ def _finish(fig, path: Path, legend_handles=None, legend_labels=None, *, tight: 
 def plot_class_means(report, path: str | Path) -> Path:
     """Fig. 6: per chosen block, the class-mean excitation of each chosen class and the mean over all classes."""
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     blocks = [b for b in report.chosen_blocks if b in report.stats]
     counts = sorted({report.images_per_class[k] for k in report.classes})
     per = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
@@ -97,6 +99,7 @@ def plot_class_means(report, path: str | Path) -> Path:
                       fontsize=8)
         ax.set_ylabel("activation", fontsize=8)
         ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         handles = hs + [h_all]
         labels = [report.class_names[k] for k in report.classes] + ["all classes"]
@@ -107,6 +110,8 @@ def plot_within_class(report, path: str | Path, class_index: int | None = None) 
     """Fig. 7: mean excitation with a +-1 std band over the images of one class (default: the first chosen); under
     each panel, the standard deviation per channel on its own axis."""
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     k = report.classes[0] if class_index is None else class_index
     blocks = [b for b in report.chosen_blocks if b in report.stats]
     fig, axes = _grid(plt, len(blocks), f"Excitation within class '{report.class_names[k]}' "
@@ -133,6 +138,7 @@ def plot_within_class(report, path: str | Path, class_index: int | None = None) 
         ax_std.set_xlabel("channel index" + (f" ({len(ch)} of {st.channels} sampled)" if len(ch) < st.channels
                                              else ""), fontsize=8)
         ax_std.tick_params(labelsize=7)
+        ax_std.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax_std.grid(alpha=0.3, axis="y")
         handles, labels = [line, band, bars], ["mean", "mean +- 1 std", "std (own axis)"]
     return _finish(fig, Path(path), handles, labels, tight=False)

@@ -133,10 +133,11 @@ def greedy_prune(
     before = top1(model, val_loader, device, channels_last=channels_last)
     log(f"validation top-1 with every SE block: {before:.2f}%")
     current, removed, steps = model, [], []
+    example = next(iter(val_loader))[0][:2].to(device)
     for block in order:
         try:
             candidate = remove_se(model, blocks=[*removed, block], replace=replace, means=means,
-                                  example_input=next(iter(val_loader))[0][:2].to(device))
+                                  example_input=example)
         except FoldError as exc:
             if max_drop is None:
                 raise
@@ -199,7 +200,6 @@ def prune_run(
     from senet.analysis.pipeline import analyze_excitations, make_eval_loader
     from senet.analysis.prune_report import cost_of, measure_latency, write_prune_report
     from senet.io import WEIGHTS_FILE, check_data_fits_model, load_model, read_config, save_model
-    from senet.train.evaluation import _torch_device
 
     run, out = Path(run), Path(out)
     if replace not in REPLACE_MODES:
@@ -211,7 +211,7 @@ def prune_run(
     if (out / WEIGHTS_FILE).exists() and not overwrite:
         raise SenetError(f"{out} already holds a model: pass --overwrite to replace it, or choose another --out")
     doc = read_config(run)
-    device = _torch_device(device)
+    device = _device(device)
     model = load_model(run, map_location=device)
     bundle, data_name = _run_bundle(doc, data, data_dir)
     check_data_fits_model(doc["model"], num_classes=bundle.num_classes, in_chans=bundle.in_chans,
@@ -269,6 +269,17 @@ def prune_run(
     save_model(pruned.to("cpu"), out, extra={**extra, "pruned": pruned_doc})
     write_prune_report(summary, out)
     return summary
+
+
+def _device(name: str | None) -> torch.device:
+    """``name`` as a torch device (CUDA when available if None); a bad name raises one line."""
+    try:
+        device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as exc:
+        raise SenetError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SenetError(f"device {name!r} asks for CUDA but no CUDA GPU is available here; use --device cpu")
+    return device
 
 
 def _hw(size: Any) -> tuple[int, int]:

@@ -28,7 +28,7 @@ def measure_latency(
     batch: torch.Tensor,
     *,
     repeats: int = 7,
-    min_seconds: float = 0.2,
+    min_seconds: float = 0.5,
     channels_last: bool = False,
 ) -> dict[str, Any]:
     """Forward time of both models on ``batch``, interleaved in one process so they share the machine's state.
@@ -92,7 +92,7 @@ def format_prune_report(summary: dict[str, Any]) -> str:
         f"| test top-1 ({imgs['test']} images, evaluated once at the end) | {test['before']:.2f}% | "
         f"{test['after']:.2f}% | {test['after'] - test['before']:+.2f} |",
         "",
-        f"Forward time: median of {lat['repeats']} interleaved repeats of {lat['iterations']} forwards each, both "
+        f"Forward time: median of {lat['repeats']} interleaved repeats of {lat['iterations']} forward pass(es) each, both "
         "models in the same process. The statistics and the constants come from "
         f"{imgs['statistics']} training images outside the validation part; the test split chose nothing.",
         "",
