@@ -36,7 +36,7 @@ def one_block_report():
 @pytest.fixture
 def figures(monkeypatch):
     """Keep every figure the analysis charts save, to inspect its axes."""
-    import senet.analysis.plots as plots
+    from senet.analysis import plots
     from senet.plotting import save_figure
 
     kept = []

@@ -237,7 +237,7 @@ def test_heldout_split_is_disjoint_seeded_and_a_tenth():
 
 
 def test_greedy_keeps_each_removal_only_within_the_budget(monkeypatch, se20):
-    import senet.analysis.prune as prune
+    from senet.analysis import prune
 
     cost = {"SE_4_3": 0.1, "SE_4_2": 0.5, "SE_4_1": 0.15, "SE_3_3": 0.05}
     everything = set(senet.named_se_blocks(se20))

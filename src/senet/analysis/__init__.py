@@ -10,6 +10,7 @@
   images, and save the smaller model with a report.
 """
 
+from senet.analysis.constant_fold import ChannelScale, FoldError, fold_channel_scales
 from senet.analysis.pipeline import (
     AnalysisOutput,
     ExcitationReport,
@@ -17,7 +18,6 @@ from senet.analysis.pipeline import (
     compare_without_se,
     run_analysis,
 )
-from senet.analysis.constant_fold import ChannelScale, FoldError, fold_channel_scales
 from senet.analysis.plots import plot_class_means, plot_depth, plot_within_class, sample_channels, write_charts
 from senet.analysis.prune import greedy_prune, heldout_split, prune_run, rank_blocks
 from senet.analysis.recorder import ExcitationRecorder, channel_gate, channel_gates

@@ -63,54 +63,65 @@ def _pct(after: float, before: float) -> str:
     return f"{100.0 * (after - before) / before:+.1f}%" if before else "n/a"
 
 
-def format_prune_report(summary: dict[str, Any]) -> str:
-    """The Markdown report of :func:`senet.analysis.prune.prune_run`."""
-    cost, val, test, lat = summary["cost"], summary["val_top1"], summary["test_top1"], summary["latency"]
-    removed = summary["removed"]
-    how = {"mean": "replaced by its mean excitation per channel (measured on training images), folded into the "
-                   "preceding layer", "identity": "replaced by identity (s = 1)"}[summary["replace"]]
-    imgs = summary["images"]
-    lines = [
-        f"# Pruned SE blocks of {summary['model']} ({summary['data']})",
-        "",
-        f"From `{summary['run']}`. Selection: {summary['selection']}"
-        + (f", budget {summary['max_drop']} points of validation top-1." if summary["max_drop"] is not None else "."),
-        f"Removed {len(removed)} block(s): {', '.join(removed) or 'none'}; each {how}.",
-        "",
-        "| | before | after | change |",
-        "|---|---:|---:|---:|",
-        f"| parameters | {cost['before']['params']:,} | {cost['after']['params']:,} | "
-        f"{_pct(cost['after']['params'], cost['before']['params'])} |",
-        f"| SE parameters | {cost['before']['se_params']:,} | {cost['after']['se_params']:,} | "
-        f"{_pct(cost['after']['se_params'], cost['before']['se_params'])} |",
-        f"| multiply-adds per image | {cost['before']['macs']:,} | {cost['after']['macs']:,} | "
-        f"{_pct(cost['after']['macs'], cost['before']['macs'])} |",
-        f"| forward time, batch {lat['batch']} ({lat['device']}, {lat['threads']} threads) | "
-        f"{lat['original_ms']:.2f} ms | {lat['pruned_ms']:.2f} ms | x{lat['ratio']:.3f} |",
-        f"| validation top-1 ({imgs['validation']} held-out training images) | {val['before']:.2f}% | "
-        f"{val['after']:.2f}% | {val['after'] - val['before']:+.2f} |",
-        f"| test top-1 ({imgs['test']} images, evaluated once at the end) | {test['before']:.2f}% | "
-        f"{test['after']:.2f}% | {test['after'] - test['before']:+.2f} |",
-        "",
-        f"Forward time: median of {lat['repeats']} interleaved repeats of {lat['iterations']} forward pass(es) each, both "
-        "models in the same process. The statistics and the constants come from "
-        f"{imgs['statistics']} training images outside the validation part; the test split chose nothing.",
-        "",
-        "## Steps (in the order tried)",
-        "",
-        "| block | class specificity | within-class spread | validation top-1 | result |",
-        "|---|---:|---:|---:|---|",
-    ]
+def _cost_rows(summary: dict[str, Any]) -> list[str]:
+    """The before/after table: parameters, multiply-adds, forward time, validation and test top-1."""
+    before, after = summary["cost"]["before"], summary["cost"]["after"]
+    val, test, lat, imgs = summary["val_top1"], summary["test_top1"], summary["latency"], summary["images"]
+    rows = [(label, f"{before[key]:,}", f"{after[key]:,}", _pct(after[key], before[key]))
+            for label, key in (("parameters", "params"), ("SE parameters", "se_params"),
+                               ("multiply-adds per image", "macs"))]
+    rows.append((f"forward time, batch {lat['batch']} ({lat['device']}, {lat['threads']} threads)",
+                 f"{lat['original_ms']:.2f} ms", f"{lat['pruned_ms']:.2f} ms", f"x{lat['ratio']:.3f}"))
+    for label, acc in ((f"validation top-1 ({imgs['validation']} held-out training images)", val),
+                       (f"test top-1 ({imgs['test']} images, evaluated once at the end)", test)):
+        rows.append((label, f"{acc['before']:.2f}%", f"{acc['after']:.2f}%", f"{acc['after'] - acc['before']:+.2f}"))
+    return ["| | before | after | change |", "|---|---:|---:|---:|", *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _step_rows(summary: dict[str, Any]) -> list[str]:
+    """One row per block tried: its statistics, the validation top-1 once removed, and what became of it."""
     metrics = summary.get("block_metrics", {})
+    lines = ["| block | class specificity | within-class spread | validation top-1 | result |",
+             "|---|---:|---:|---:|---|"]
     for step in summary["steps"]:
         m = metrics.get(step["block"], {})
         acc = "-" if step["val_top1"] is None else f"{step['val_top1']:.2f}%"
-        result = "removed" if step["kept"] else ("skipped: " + step["note"] if step["note"] else "kept (over budget)")
-        lines.append(f"| {step['block']} | {m.get('class_specificity', float('nan')):.3f} | "
-                     f"{m.get('within_class_std', float('nan')):.4f} | {acc} | {result} |")
-    lines += ["", f"Load it with `senet.load_model(\"{summary['out']}\")`; evaluate with "
-              f"`senet evaluate {summary['out']}`; export with `senet export {summary['out']}`.", ""]
-    return "\n".join(lines)
+        if step["kept"]:
+            result = "removed"
+        else:
+            result = f"skipped: {step['note']}" if step["note"] else "kept (over budget)"
+        spec, spread = m.get("class_specificity", float("nan")), m.get("within_class_std", float("nan"))
+        lines.append(f"| {step['block']} | {spec:.3f} | {spread:.4f} | {acc} | {result} |")
+    return lines
+
+
+def format_prune_report(summary: dict[str, Any]) -> str:
+    """The Markdown report of :func:`senet.analysis.prune.prune_run`."""
+    removed, lat, imgs = summary["removed"], summary["latency"], summary["images"]
+    how = {"mean": "replaced by its mean excitation per channel (measured on training images), folded into the "
+                   "preceding layer", "identity": "replaced by identity (s = 1)"}[summary["replace"]]
+    budget = f", budget {summary['max_drop']} points of validation top-1" if summary["max_drop"] is not None else ""
+    out = summary["out"]
+    return "\n".join([
+        f"# Pruned SE blocks of {summary['model']} ({summary['data']})",
+        "",
+        f"From `{summary['run']}`. Selection: {summary['selection']}{budget}.",
+        f"Removed {len(removed)} block(s): {', '.join(removed) or 'none'}; each {how}.",
+        "",
+        *_cost_rows(summary),
+        "",
+        (f"Forward time: median of {lat['repeats']} interleaved repeats of {lat['iterations']} forward pass(es) "
+        f"each, both models in the same process. The statistics and the constants come from {imgs['statistics']} "
+        "training images outside the validation part; the test split chose nothing."),
+        "",
+        "## Steps (in the order tried)",
+        "",
+        *_step_rows(summary),
+        "",
+        (f'Load it with `senet.load_model("{out}")`; evaluate with `senet evaluate {out}`; export with '
+        f"`senet export {out}`."),
+        "",
+    ])
 
 
 def write_prune_report(summary: dict[str, Any], out: str | Path) -> dict[str, Path]:
