@@ -123,6 +123,45 @@ def test_other_positions_fold_into_a_batchnorm_or_a_convolution(position, preact
         torch.testing.assert_close(pruned.eval()(x), reference(x), rtol=1e-4, atol=1e-5)
 
 
+class TwoBranches(nn.Module):
+    """An Inception-style module: two conv-BN-ReLU branches concatenated, then SE on the concatenation."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(1, 5, 1), nn.BatchNorm2d(5), nn.ReLU(inplace=True))
+        self.se = senet.SqueezeExcite(8, 2)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+
+    def forward(self, x):
+        return self.head(self.se(torch.cat([self.a(x), self.b(x)], 1)))
+
+
+def test_a_concatenation_folds_each_part_into_its_own_batchnorm():
+    model = trained_like(TwoBranches())
+    loader = batches(1)
+    s = gate_means_by_hand(model, loader, ["se"])["se"].float()
+    pruned = remove_se(model, blocks=["se"], replace="mean", loader=loader)
+    torch.testing.assert_close(pruned.a[1].weight, model.a[1].weight * s[:3])
+    torch.testing.assert_close(pruned.b[1].bias, model.b[1].bias * s[3:])
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), with_constant_gates(model, {"se": s})(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["se_mobilenet_v1", "se_shufflenet_v1_g3"])
+def test_other_families_fold(name):
+    model = trained_like(senet.create_model(name, num_classes=4))
+    names = list(senet.named_se_blocks(model))[-2:]
+    loader = [(torch.randn(2, 3, 64, 64), torch.tensor([0, 1]))]
+    means = gate_means_by_hand(model, loader, names)
+    pruned = remove_se(model, blocks=names, replace="mean", loader=loader)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), with_constant_gates(model, means)(x), rtol=1e-4, atol=1e-4)
+    assert pruned.senet_config["kwargs"]["se_removed"] == names
+
+
 def test_notebook_model_folds_into_its_convolution_through_the_relu():
     model = senet.create_model("notebook_simple").eval()
     loader = batches(1)
