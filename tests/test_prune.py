@@ -330,5 +330,16 @@ def test_senet_prune_cli_chooses_blocks_and_reports(run_dir, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "removed 9 SE block(s)" in text and "forward time x" in text
     assert senet.named_se_blocks(senet.load_model(out)) == {}
+    assert main(["prune", str(run_dir), "--out", str(tmp_path / "hand"), "--blocks", "SE_4_3", "SE_2_1",
+                 "--max-drop", "0", "--replace", "identity", "--batch-size", "16"]) == 0
+    import json
+
+    report = json.loads((tmp_path / "hand" / "report.json").read_text())
+    assert report["max_drop"] == 0.0 and [s["block"] for s in report["steps"]] == ["SE_4_3", "SE_2_1"]
+    before = report["val_top1"]["before"]
+    kept = [s["block"] for s in report["steps"] if s["kept"]]
+    assert all(s["kept"] == (s["val_top1"] >= before - 1e-9) for s in report["steps"])
+    assert report["removed"] == kept
+    capsys.readouterr()
     assert main(["prune", str(run_dir), "--out", str(tmp_path / "x"), "--blocks", "SE_9_9"]) == 2
     assert "senet: error: unknown SE block(s) SE_9_9; this model has SE_2_1" in capsys.readouterr().err

@@ -32,6 +32,8 @@ __all__ = ["PruneResult", "PruneStep", "greedy_prune", "heldout_split", "prune_r
 
 #: Share of the training split held out for validation, until the run records its own held-out split.
 HELDOUT_FRACTION = 0.1
+#: Largest loss of validation top-1 (percentage points) when the blocks are chosen automatically.
+DEFAULT_MAX_DROP = 0.3
 #: Images of each class from the training split used for the statistics and the mean excitations.
 FIT_PER_CLASS = 100
 
@@ -115,7 +117,7 @@ def greedy_prune(
     order: Sequence[str],
     replace: str = "mean",
     means: dict[str, torch.Tensor] | None = None,
-    max_drop: float | None = 0.3,
+    max_drop: float | None = DEFAULT_MAX_DROP,
     device: torch.device | str = "cpu",
     channels_last: bool = False,
     log=None,
@@ -178,7 +180,7 @@ def prune_run(
     *,
     blocks: Sequence[str] | None = None,
     replace: str = "mean",
-    max_drop: float = 0.3,
+    max_drop: float | None = None,
     data: str | None = None,
     data_dir: str | None = None,
     batch_size: int = 256,
@@ -194,8 +196,10 @@ def prune_run(
     ``report.json`` into ``out``. Returns the report.
 
     Without ``blocks`` the candidates come from :func:`rank_blocks` on statistics of ``fit_per_class`` training
-    images per class and :func:`greedy_prune` keeps those within ``max_drop`` points of validation top-1; with
-    ``blocks`` exactly those are removed. The constants of ``replace="mean"`` come from the same training images.
+    images per class and :func:`greedy_prune` keeps those within ``max_drop`` points of validation top-1
+    (default :data:`DEFAULT_MAX_DROP`). With ``blocks`` those are the candidates, in that order: all are removed,
+    or, when ``max_drop`` is given, those within the budget. The constants of ``replace="mean"`` come from the
+    same training images as the statistics.
     """
     from senet.analysis.pipeline import analyze_excitations, make_eval_loader
     from senet.analysis.prune_report import cost_of, measure_latency, write_prune_report
@@ -204,7 +208,7 @@ def prune_run(
     run, out = Path(run), Path(out)
     if replace not in REPLACE_MODES:
         raise ValueError(f"unknown --replace {replace!r}; choose one of {', '.join(REPLACE_MODES)}")
-    if max_drop < 0:
+    if max_drop is not None and max_drop < 0:
         raise ValueError(f"--max-drop must be 0 or more (percentage points), got {max_drop}")
     if out.resolve() == (run if run.is_dir() else run.parent).resolve():
         raise SenetError(f"--out {out} is the run folder itself: write the pruned model elsewhere")
@@ -231,9 +235,9 @@ def prune_run(
         unknown = [b for b in blocks if b not in available]
         if unknown:
             raise ValueError(f"unknown SE block(s) {', '.join(unknown)}; this model has {', '.join(available)}")
-        order, budget = list(dict.fromkeys(blocks)), None
+        order, budget = list(dict.fromkeys(blocks)), max_drop
     else:
-        order, budget = rank_blocks(report.metrics), max_drop
+        order, budget = rank_blocks(report.metrics), DEFAULT_MAX_DROP if max_drop is None else max_drop
     log(f"candidates, in order: {', '.join(order)}")
     means = None
     if replace == "mean":
@@ -256,7 +260,7 @@ def prune_run(
     summary = {
         "run": str(run), "out": str(out), "model": doc["model"]["name"], "data": data_name,
         "replace": replace, "selection": "by hand (--blocks)" if blocks else "ranked by the analysis, greedy",
-        "max_drop": None if blocks else max_drop, "order": order, "removed": result.removed,
+        "max_drop": budget, "order": order, "removed": result.removed,
         "steps": [s.__dict__ for s in result.steps],
         "images": {"statistics": len(fit_set), "validation": len(val_set), "test": len(bundle.val)},
         "block_metrics": {n: report.metrics[n] for n in available},

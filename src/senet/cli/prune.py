@@ -19,10 +19,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", metavar="RUN", help="run folder of the SE model (senet train / senet.save_model)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the pruned model and the report")
-    p.add_argument("--max-drop", type=float, default=0.3, metavar="POINTS",
-                   help="largest loss of validation top-1 allowed, in percentage points (default 0.3)")
+    p.add_argument("--max-drop", type=float, metavar="POINTS",
+                   help="largest loss of validation top-1 allowed, in percentage points (default 0.3; with --blocks: "
+                        "no budget unless given)")
     p.add_argument("--blocks", nargs="+", metavar="SE_4_1",
-                   help="remove exactly these blocks instead of choosing (no budget check; the report shows the cost)")
+                   help="candidates chosen by hand, tried in this order: all removed, or with --max-drop only those "
+                        "within the budget")
     p.add_argument("--replace", choices=("mean", "identity"), default="mean",
                    help="what replaces a removed block: its mean excitation, folded away (default), or identity")
     p.add_argument("--data", metavar="NAME", help="dataset (default: the one the run was trained on)")
