@@ -86,6 +86,8 @@ def test_mean_replacement_equals_the_model_with_constant_gates(se20):
         # and identity replacement is a different model: the gates near 0.5 matter
         assert not torch.allclose(remove_se(se20, blocks=names).eval()(x), reference(x), atol=1e-3)
     assert list(senet.named_se_blocks(pruned)) == [n for n in senet.named_se_blocks(se20) if n not in names]
+    positional = remove_se(se20, names, replace="mean", loader=loader)  # names in place of stages
+    assert positional.senet_config == pruned.senet_config
 
 
 def test_the_fold_scales_the_preceding_batchnorm_and_changes_nothing_else(se20):

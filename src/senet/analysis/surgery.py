@@ -166,7 +166,7 @@ def remove_se(
     inplace: bool = False,
 ) -> nn.Module:
     """Return ``model`` without the SE blocks of ``stages`` (paper numbering: 2..5 = conv2_x..conv5_x) and/or the
-    named ``blocks``.
+    named ``blocks`` (names may also be passed in place of ``stages``: ``remove_se(model, ["SE_4_1"])``).
 
     ``replace`` says what takes a removed block's place:
 
@@ -194,6 +194,12 @@ def remove_se(
 
     if replace not in REPLACE_MODES:
         raise ValueError(f"unknown replace={replace!r}; choose one of {', '.join(REPLACE_MODES)}")
+    if stages is not None and not isinstance(stages, int):
+        stages = [stages] if isinstance(stages, str) else list(stages)
+        if any(isinstance(s, str) for s in stages):  # remove_se(model, ["SE_4_1", ...]): names, not stages
+            if blocks is not None:
+                raise ValueError("block names given both as the second argument and as blocks=")
+            stages, blocks = None, stages
     if stages is None and blocks is None:
         raise ValueError("remove_se needs stages=[...] (e.g. [5]) or blocks=[...] naming what to remove")
     found = named_se_blocks(model)
