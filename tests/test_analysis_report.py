@@ -112,7 +112,9 @@ def test_remove_se_errors_and_non_resnet_models():
     with pytest.raises(ValueError, match="unknown SE block.*this model has se"):
         senet.remove_se(model, blocks=["SE_2_1"])
     plain = senet.remove_se(model, blocks=["se"])
-    assert isinstance(plain.se, nn.Identity) and not hasattr(plain, "senet_config")
+    assert isinstance(plain.se, nn.Identity)
+    assert plain.senet_config == {"name": "notebook_simple", "kwargs": {"se_removed": ["se"]}}
+    assert not hasattr(senet.remove_se(nn.Sequential(senet.SqueezeExcite(4, 2)), blocks=["0"]), "senet_config")
     with pytest.raises(ValueError, match="stages \\[2, 3, 4\\]"):
         senet.remove_se(senet.create_model("se_resnet20"), stages=[5])
 

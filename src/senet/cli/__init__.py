@@ -27,7 +27,7 @@ from senet.errors import SenetError
 from senet.runtime import tune_cpu_allocator
 
 #: Subcommand modules, in the order ``senet --help`` lists them.
-COMMANDS = ("models", "summary", "complexity", "excite", "convert", "export", "train", "evaluate", "compare")
+COMMANDS = ("models", "summary", "complexity", "excite", "prune", "convert", "export", "train", "evaluate", "compare")
 #: Exit status of a refused command (bad input, missing or unwritable files); 1 means a bug in senet.
 USER_ERROR = 2
 DEBUG_HINT = "--traceback or SENET_DEBUG=1 shows the details"

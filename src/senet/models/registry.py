@@ -54,7 +54,13 @@ def get_model_builder(name: str) -> Callable[..., nn.Module]:
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model. Unknown keyword arguments raise ``ValueError`` naming the accepted ones."""
+    """Build a registered model. Unknown keyword arguments raise ``ValueError`` naming the accepted ones.
+
+    Every model also takes ``se_removed=[block names]`` (``SE_4_1``, or a module path; see
+    :func:`senet.models.named_se_blocks`): those SE blocks are replaced by ``nn.Identity``, as
+    :func:`senet.remove_se` leaves them, so a pruned model's saved config rebuilds it.
+    """
+    se_removed = kwargs.pop("se_removed", None)
     builder = get_model_builder(name)
     sig = inspect.signature(builder)
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
@@ -81,8 +87,25 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "its defaults"
         raise ConfigError(f"cannot build model {name!r} with {given}: layer {empty} would have no weights "
                           f"(a width or channel count of 0)")
+    if se_removed:
+        _drop_se_blocks(model, list(se_removed), name)
+        kwargs["se_removed"] = list(se_removed)
     model.senet_config = {"name": name, "kwargs": dict(kwargs)}
     return model
+
+
+def _drop_se_blocks(model: nn.Module, removed: list[str], name: str) -> None:
+    from senet.models.naming import named_se_blocks
+
+    blocks = named_se_blocks(model)
+    unknown = [b for b in removed if b not in blocks]
+    if unknown:
+        raise ConfigError(f"model {name!r} has no SE block(s) {', '.join(map(str, unknown))} to remove; "
+                          f"it has {', '.join(blocks) or 'none'}")
+    paths = {id(m): p for p, m in model.named_modules()}
+    for block in removed:
+        parent_path, _, attr = paths[id(blocks[block])].rpartition(".")
+        setattr(model.get_submodule(parent_path) if parent_path else model, attr, nn.Identity())
 
 
 def model_config(model: nn.Module) -> dict[str, Any] | None:

@@ -369,12 +369,14 @@ def _write_epoch(out: Path, model: nn.Module, optimizer: Any, row: dict, history
                  step: int, config: TrainConfig, saved_info: dict, writer: Any, data_order: dict) -> None:
     """The end-of-epoch files, in an order that makes a kill at any moment safe: the state file comes last."""
     from senet.io import save_model
+    from senet.train.plots import plot_run_curves
 
     extra = {**saved_info, "metrics": row, "epoch": row["epoch"], "best": best}
     if improved:
         save_model(model, out / st.BEST_DIR, extra=extra)
     save_model(model, out, extra=extra)
     st.write_metrics_csv(out, history)
+    plot_run_curves(history, out / "curves.png", config.model, config.data)
     if writer is not None:
         for key in st.METRIC_COLUMNS[1:]:
             if row[key] is not None:

@@ -1,4 +1,4 @@
-"""PNG charts for runs: the confusion matrix of an evaluation and the training curves of a comparison."""
+"""PNG charts for runs: the confusion matrix of an evaluation and the training curves of a run or a comparison."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from senet.plotting import pyplot, save_figure
 
-__all__ = ["plot_confusion", "plot_curves"]
+__all__ = ["plot_confusion", "plot_curves", "plot_run_curves"]
 
 
 def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str | Path, title: str = "") -> Path:
@@ -63,3 +63,9 @@ def plot_curves(curves: dict[str, list[list[dict[str, Any]]]], path: str | Path,
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def plot_run_curves(history: list[dict[str, Any]], path: str | Path, model: str, data: str) -> Path:
+    """The curves of one run (``senet train``), drawn as :func:`plot_curves` draws a comparison's."""
+    epochs = len(history)
+    return plot_curves({model: [history]}, path, title=f"{model} on {data} ({epochs} epoch{'s' * (epochs != 1)})")
