@@ -243,7 +243,7 @@ def test_pruned_model_exports_to_onnx(tmp_path):
 
 # ---- choosing blocks and `senet prune` -------------------------------------------------------------------------
 
-SYNTH = "synthetic:classes=3,size=28,chans=1,train=90,val=30"
+SYNTH = "synthetic:classes=3,size=28,chans=1,train=90,val=30,test=24"
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +309,7 @@ def test_prune_run_writes_a_loadable_run_and_a_report(run_dir, tmp_path):
     summary = prune_run(run_dir, out, blocks=["SE_4_3", "SE_2_1"], replace="mean", batch_size=16,
                         fit_per_class=10, latency_repeats=2, log=lambda _m: None)
     assert summary["removed"] == ["SE_4_3", "SE_2_1"]
-    assert summary["images"] == {"statistics": 30, "validation": 9, "test": 30}
+    assert summary["images"] == {"statistics": 30, "validation": 30, "test": 24}  # the run's val and test splits
     assert summary["cost"]["after"]["params"] < summary["cost"]["before"]["params"]
     assert summary["cost"]["after"]["macs"] < summary["cost"]["before"]["macs"]
     assert summary["latency"]["original_ms"] > 0 and summary["latency"]["ratio"] > 0
@@ -318,9 +318,11 @@ def test_prune_run_writes_a_loadable_run_and_a_report(run_dir, tmp_path):
     assert doc["pruned"] == {"from": str(run_dir), "replace": "mean", "removed": ["SE_4_3", "SE_2_1"]}
     assert json.loads((out / "report.json").read_text())["removed"] == ["SE_4_3", "SE_2_1"]
     md = (out / "report.md").read_text()
-    assert "| parameters |" in md and "forward time" in md and "test top-1 (30 images" in md
-    result = evaluate(out, out=tmp_path / "eval")
+    assert "| parameters |" in md and "forward time" in md and "test top-1 (24 images" in md
+    result = evaluate(out, split="test", out=tmp_path / "eval")
     assert result["top1"] == pytest.approx(summary["test_top1"]["after"] / 100)
+    result = evaluate(out, split="val", out=tmp_path / "eval_val")
+    assert result["top1"] == pytest.approx(summary["val_top1"]["after"] / 100)
     with pytest.raises(senet.SenetError, match="already holds a model: pass --overwrite"):
         prune_run(run_dir, out, blocks=["SE_4_3"], log=lambda _m: None)
 
