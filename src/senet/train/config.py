@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from senet.errors import ConfigError
+from senet.train.distributed import sharding_strategy_reason
 
 __all__ = ["PRECISIONS", "RUNTIME_KEYS", "SCHEDULES", "TrainConfig", "load_config_file", "make_config"]
 
@@ -54,6 +55,7 @@ class TrainConfig:
     devices: int = 1
     strategy: str = "auto"
     num_nodes: int = 1
+    sync_bn: bool = False
     seed: int = 0
     workers: int = 0
     out: str | None = None
@@ -125,6 +127,7 @@ class TrainConfig:
              f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         need(self.batch_size % self.world_size == 0,
              f"batch_size {self.batch_size} (the global batch) must divide evenly over {self.world_size} processes")
+        need(sharding_strategy_reason(self.strategy) is None, str(sharding_strategy_reason(self.strategy)))
         need(not (self.resume and self.overwrite), "--resume and --overwrite exclude each other")
         for key in ("num_classes", "in_chans"):
             need(key not in self.model_args or _is_int(self.model_args[key]),
