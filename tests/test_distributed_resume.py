@@ -15,6 +15,7 @@ included, the two things that make multi-process runs differ from single-process
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import socket
@@ -27,7 +28,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-pytestmark = pytest.mark.slow  # each test starts several Python processes that import torch and Lightning
+pytestmark = [
+    pytest.mark.slow,  # each test starts several Python processes that import torch and Lightning
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the processes to kill through /proc"),
+]
 
 MODEL = ["--model", "se_resnet8", "-m", "stem_width=8", "-m", "widths=(8, 8, 8)", "-m", "reduction=4"]
 RECIPE = [*MODEL, "--data", "synthetic:classes=4,size=8,chans=3,train=256,val=32", "--epochs", "4",
@@ -54,9 +58,7 @@ def _cli_script(folder: Path) -> Path:
 
 
 def _start(command: list[str]) -> subprocess.Popen:
-    """A new session, so a SIGKILL can reach the whole job (launcher and every rank) as a cluster would."""
-    return subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _senet(folder: Path, *args: str) -> subprocess.Popen:
@@ -76,11 +78,31 @@ def _finish(*procs: subprocess.Popen, timeout: float = 300) -> list[str]:
     return outputs
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (torchrun starts its workers in sessions of their own, out of killpg's reach)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
 def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """SIGKILL ``proc`` and every process it started, as a node failure would."""
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _kill_after_first_epoch(out: Path, *procs: subprocess.Popen, timeout: float = 180) -> None:
@@ -159,3 +181,35 @@ def test_two_torchrun_nodes_on_localhost_train_and_resume_exactly(reference, tmp
                                     "--no-progress"))
     assert sum(log.count("best val top-1") for log in logs) == 1, "only global rank 0 prints the summary"
     _assert_same_run(reference, out)
+
+
+def _max_difference(a: Path, b: Path, which) -> float:
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    return max(float((wa[k].double() - wb[k].double()).abs().max()) for k in wa if which(k))
+
+
+def test_sync_bn_makes_two_processes_normalise_like_one_process(tmp_path):
+    """One process with batch 16 vs two with 8 each: equal BN statistics (float tolerance) only with --sync-bn.
+
+    Augmentation is off so that both runs see the same images: the sampler gives the two processes the two halves
+    of the very global batches the single process draws (``tests/test_ddp.py``), and DDP averages their gradients.
+    """
+    recipe = [*RECIPE, "--no-augment", "--epochs", "1", "--sync-bn"]
+    one, synced, plain = tmp_path / "one", tmp_path / "synced", tmp_path / "plain"
+    started = [_senet(tmp_path, *recipe, "--out", str(one)),
+               _senet(tmp_path, *recipe, *TWO_PROCESSES, "--out", str(synced))]
+    log_one, _ = _finish(*started)
+    (_,) = _finish(_senet(tmp_path, *[a for a in recipe if a != "--sync-bn"], *TWO_PROCESSES, "--out", str(plain)))
+    assert "--sync-bn: one process" in log_one
+    assert json.loads((synced / "run.json").read_text())["config"]["sync_bn"] is True
+    assert json.loads((plain / "run.json").read_text())["config"]["sync_bn"] is False
+
+    def stats(key):
+        return key.endswith(("running_mean", "running_var"))
+
+    def weights(key):
+        return not key.endswith("num_batches_tracked")
+
+    assert _max_difference(one, synced, stats) < 1e-5
+    assert _max_difference(one, synced, weights) < 1e-5
+    assert _max_difference(one, plain, stats) > 1e-2  # per-shard statistics: what --sync-bn is for
