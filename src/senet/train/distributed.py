@@ -5,7 +5,7 @@ the statistics of the batch it sees. With ``W`` processes each one sees ``B / W`
 so plain DDP normalises with per-shard statistics and keeps rank 0's running averages. ``--sync-bn`` makes every
 BN layer use the mean and variance of the whole global batch, which is what one process with batch ``B`` computes.
 PyTorch's :class:`torch.nn.SyncBatchNorm` only runs on accelerators (it refuses CPU tensors), so on CPU (gloo) the
-layers become :class:`GlobalBatchNorm`, which reduces the per-channel sums with one differentiable all-reduce.
+layers become :class:`GlobalBatchNorm`, which sums the per-channel moments over processes with all-reduces.
 """
 
 from __future__ import annotations
@@ -70,14 +70,31 @@ def restore_rank_state(ranks: list[dict[str, Any]] | None, fabric: Any, generato
     return True
 
 
+class _SumOverProcesses(torch.autograd.Function):
+    """All-reduce (sum) whose backward all-reduces the gradient: each input feeds every process's result."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
+
+
 class GlobalBatchNorm(_BatchNorm):
     """BatchNorm over the global batch of every process, for any device (the CPU path of ``--sync-bn``).
 
-    In training mode the per-channel count ``n``, sum ``S`` and sum of squares ``Q`` of every process are summed by
-    one all-reduce whose backward pass all-reduces the gradients, so each process normalises with the global mean
-    ``mu = S / n`` and biased variance ``Q / n - mu^2``, and gradients flow to every process's images as they would
-    through one batch norm over the whole batch. The running variance gets the unbiased ``n / (n - 1)`` estimate,
-    as :func:`torch.nn.functional.batch_norm` does. In eval mode (or outside a process group) it is plain BN.
+    In training mode two all-reduces give every process the global count ``n`` and mean ``mu`` (from the summed
+    per-channel sums), then the biased variance ``sum((x - mu)^2) / n`` (two passes, as a single batch norm computes
+    it, so no cancellation). Their backward passes all-reduce the gradients, so gradients reach every process's
+    images as they would through one batch norm over the whole batch. The running variance gets the unbiased
+    ``n / (n - 1)`` estimate, as :func:`torch.nn.functional.batch_norm` does. In eval mode, or outside a process
+    group, it is plain BN.
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -85,22 +102,20 @@ class GlobalBatchNorm(_BatchNorm):
             raise ValueError(f"expected an input with a channel dimension, got shape {tuple(input.shape)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = [d for d in range(x.dim()) if d != 1]
+        shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
         xf = x.float()
-        count = torch.full((1,), x.numel() / x.shape[1], dtype=torch.float32, device=x.device)
-        local = torch.cat([count, xf.sum(dims), (xf * xf).sum(dims)])
-        total = all_reduce(local, op=dist.ReduceOp.SUM)
-        n, channels = total[0], x.shape[1]
-        mean = total[1:1 + channels] / n
-        var = (total[1 + channels:] / n - mean * mean).clamp_min(0)
+        count = torch.full((1,), x.numel() // x.shape[1], dtype=torch.float32, device=x.device)
+        totals = _SumOverProcesses.apply(torch.cat([count, xf.sum(dims)]))
+        n = totals[0].detach()
+        mean = totals[1:] / n
+        centred = xf - mean.view(shape)
+        var = _SumOverProcesses.apply((centred * centred).sum(dims)) / n
         if self.track_running_stats and self.running_mean is not None:
             self._update_running_stats(mean.detach(), var.detach(), float(n))
-        shape = [1, channels] + [1] * (x.dim() - 2)
-        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        y = centred * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         return y.to(x.dtype)
