@@ -149,3 +149,25 @@ def test_global_batchnorm_matches_batchnorm_in_a_process_group(tmp_path):
         torch.testing.assert_close(converted(x), reference(x), rtol=1e-4, atol=1e-5)
     finally:
         dist.destroy_process_group()
+
+
+def test_each_process_gets_back_its_own_random_streams():
+    """The per-process states of a checkpoint restore the generators and global RNG of that process only; a
+    checkpoint from another number of processes restores nothing (its shards would not match anyway)."""
+    from types import SimpleNamespace
+
+    from senet.train.distributed import gather_rank_states, restore_rank_state
+
+    one = SimpleNamespace(world_size=1, global_rank=0)
+    generators = {"train": torch.Generator().manual_seed(1), "val": torch.Generator().manual_seed(2)}
+    torch.manual_seed(3)
+    saved = gather_rank_states(one, generators)
+    expected = [torch.rand(4, generator=generators["train"]), torch.rand(4, generator=generators["val"]),
+                torch.rand(4)]
+    assert restore_rank_state(saved, one, generators)
+    again = [torch.rand(4, generator=generators["train"]), torch.rand(4, generator=generators["val"]), torch.rand(4)]
+    assert all(torch.equal(a, b) for a, b in zip(expected, again))
+    two = SimpleNamespace(world_size=2, global_rank=1)
+    before = generators["train"].get_state()
+    assert not restore_rank_state(saved, two, generators) and not restore_rank_state(None, one, generators)
+    assert torch.equal(generators["train"].get_state(), before)
