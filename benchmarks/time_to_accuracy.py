@@ -1,4 +1,5 @@
-"""Time to accuracy: train a list of recipes and report, for each, when its test top-1 first reached the targets.
+"""Time to accuracy: train a list of recipes and report, for each, when its validation top-1 first reached the
+targets, and the test top-1 of the model the protocol selects.
 
 A grid file (``--grid``, default ``benchmarks/fmnist_recipes.yaml``) holds a ``base`` recipe and a list of
 ``recipes``, each a ``name`` and the keys it changes; ``--config FILE`` runs one ``senet train`` config file instead
@@ -6,11 +7,12 @@ A grid file (``--grid``, default ``benchmarks/fmnist_recipes.yaml``) holds a ``b
 is reported in the table and the others go on (a worker killed outright, by SIGKILL or a crash, leaves the
 pool waiting: stop the search with Ctrl-C, which ends every worker).
 Each recipe runs through :func:`senet.train.train` in its own process (``--parallel`` at a time, each with
-``--threads`` torch threads), and its ``metrics.csv`` gives the epoch-by-epoch test top-1 and epoch times.
+``--threads`` torch threads), and its ``metrics.csv`` gives the epoch-by-epoch validation top-1 (the held-out part
+of the training set) and epoch times; ``test.json`` the test top-1 of its selected model (``best/``), evaluated once.
 
 Reported per recipe: the first epoch at or above each ``--targets`` accuracy, the seconds of training plus
-evaluation up to that epoch, the whole run's wall time (model build, data, checkpoints included) and the final
-top-1. Accuracy does not depend on the machine, so a GPU can search many recipes fast (``--accelerator cuda
+evaluation up to that epoch, the whole run's wall time (model build, data, checkpoints included), the final and
+best validation top-1, and the selected model's test top-1. Accuracy does not depend on the machine, so a GPU can search many recipes fast (``--accelerator cuda
 --parallel 6``); the minutes that count are measured on the target machine with ``--parallel 1``.
 
     python benchmarks/time_to_accuracy.py --only se20_e10                  # one recipe, here
@@ -86,8 +88,10 @@ def run_recipe(name: str, keys: dict[str, Any], threads: int) -> dict:
         return {"name": name, "recipe": keys, "error": f"{type(exc).__name__}: {exc}", "history": []}
     wall = time.perf_counter() - start
     with open(Path(keys["out"]) / "metrics.csv", newline="") as fh:
-        history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-    return {"name": name, "recipe": keys, "wall_s": wall, "history": history}
+        history = [{k: float(v) if v != "" else None for k, v in row.items()} for row in csv.DictReader(fh)]
+    test_file = Path(keys["out"]) / "test.json"
+    test = json.loads(test_file.read_text())["top1"] if test_file.is_file() else None
+    return {"name": name, "recipe": keys, "wall_s": wall, "history": history, "test_top1": test}
 
 
 def _run_job(job: tuple) -> dict:
@@ -98,16 +102,18 @@ def summarise(result: dict, targets: list[float]) -> list[object]:
     """One table row: per target the first epoch reaching it and the seconds of epochs up to it."""
     hist = result["history"]
     if "error" in result:
-        return [result["name"], "failed: " + result["error"].splitlines()[0][:80]] + ["-"] * (2 * len(targets) + 3)
+        return [result["name"], "failed: " + result["error"].splitlines()[0][:80]] + ["-"] * (2 * len(targets) + 4)
     row: list[object] = [result["name"], len(hist)]
     for target in targets:
-        hit = next((i for i, h in enumerate(hist) if h["val_top1"] >= target), None)
+        hit = next((i for i, h in enumerate(hist) if (h["val_top1"] or 0.0) >= target), None)
         if hit is None:
             row += ["-", "-"]
         else:
             row += [hit + 1, f"{sum(h['epoch_time'] for h in hist[: hit + 1]) / 60:.2f}"]
-    row += [f"{result['wall_s'] / 60:.2f}", f"{100 * hist[-1]['val_top1']:.2f}",
-            f"{100 * max(h['val_top1'] for h in hist):.2f}"]
+    vals = [h["val_top1"] for h in hist if h["val_top1"] is not None]
+    test = result.get("test_top1")
+    row += [f"{result['wall_s'] / 60:.2f}", f"{100 * vals[-1]:.2f}" if vals else "-",
+            f"{100 * max(vals):.2f}" if vals else "-", "-" if test is None else f"{100 * test:.2f}"]
     return row
 
 
@@ -164,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                 if "error" in result:
                     print(f"{result['name']}: FAILED: {result['error']}", flush=True)
                 else:
-                    accs = " ".join(f"{100 * h['val_top1']:.2f}" for h in result["history"])
-                    print(f"{result['name']}: {result['wall_s'] / 60:.1f} min; top-1 by epoch {accs}", flush=True)
+                    accs = " ".join("-" if h["val_top1"] is None else f"{100 * h['val_top1']:.2f}"
+                                    for h in result["history"])
+                    print(f"{result['name']}: {result['wall_s'] / 60:.1f} min; val top-1 by epoch {accs}", flush=True)
                 if args.json:  # after every recipe, so a search cut short keeps what it finished
                     Path(args.json).write_text(json.dumps(results, indent=1))
         finally:
@@ -179,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     header = ["recipe", "epochs"]
     for t in args.targets:
         header += [f"epoch >= {100 * t:g}%", f"min to {100 * t:g}%"]
-    header += ["wall min", "final top-1", "best top-1"]
+    header += ["wall min", "final val top-1", "best val top-1", "test top-1 (selected)"]
     print(format_table(header, [summarise(r, args.targets) for r in results]))
     print("min to X% = training + evaluation time of the epochs up to the first at X%; wall min = the whole run.")
     return 1 if any("error" in r for r in results) else 0

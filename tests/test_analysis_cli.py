@@ -58,7 +58,7 @@ def test_excite_prints_table_and_paths(saved, tmp_path, capsys):
     [
         (["--classes", "cat"], "unknown class(es) cat; valid: 0=class_0, 1=class_1"),
         (["--blocks", "SE_5_1"], "unknown SE block(s) SE_5_1; valid: SE_2_1, SE_2_2"),
-        (["--per-class", "0"], "--per-class must be at least 1"),
+        (["--per-class", "0"], "--per-class: expected an integer from 1"),
     ],
 )
 def test_excite_bad_names_exit_2_with_one_line(saved, tmp_path, capsys, extra, message):

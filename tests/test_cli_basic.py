@@ -10,7 +10,7 @@ from senet.cli import main
 
 
 def test_models_lists_and_filters(capsys):
-    assert main(["models", "notebook_*"]) == 0
+    assert main(["models", "notebook_*", "--names"]) == 0
     assert capsys.readouterr().out.split() == ["notebook_se_residual", "notebook_simple"]
 
 
@@ -45,4 +45,5 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
 def test_console_script_exit_code_without_traceback():
     proc = subprocess.run([sys.executable, "-m", "senet.cli", "summary", "nope"], check=False, capture_output=True,
                           text=True)
-    assert proc.returncode == 2 and proc.stderr.startswith("senet: error: unknown model") and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("senet: error: argument name: unknown model 'nope'")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

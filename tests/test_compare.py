@@ -38,7 +38,13 @@ def test_each_run_is_a_normal_train_folder_with_its_own_seed(summary):
     result, out = summary
     a, b = (json.loads((out / "notebook_simple" / s / "config.json").read_text()) for s in ("seed0", "seed1"))
     assert (a["train_config"]["seed"], b["train_config"]["seed"]) == (0, 1)
-    assert evaluate(out / "notebook_simple" / "seed1")["top1"] == pytest.approx(result["models"][0]["top1"][1])
+    # The table's accuracy: the selected model (best/, chosen on validation) on the test split, evaluated once;
+    # its validation top-1 is reported beside it. Both are reproduced by `senet evaluate` on best/.
+    row, best = result["models"][0], out / "notebook_simple" / "seed1" / "best"
+    assert evaluate(best, split="test")["top1"] == pytest.approx(row["top1"][1])
+    assert evaluate(best, split="val")["top1"] == pytest.approx(row["val_top1"][1])
+    report = (out / "report.md").read_text()
+    assert "| val top-1 % | test top-1 % (mean ± std) | test top-5 % |" in report and "evaluated once" in report
 
 
 def test_rerun_is_refused_and_resume_reuses_finished_runs(summary, capsys):

@@ -164,9 +164,9 @@ def test_mismatches_are_listed():
 
 def test_wrong_layout_or_model_is_refused():
     timm_state = random_peer("seresnet18").state_dict()
-    with pytest.raises(SenetError, match="unexpected .*try --from caffe-port"):  # Caffe-port keys read as timm's
+    with pytest.raises(SenetError, match="--from timm does not fit .* caffe-port layout"):
         convert_weights(random_peer("legacy_seresnet18").state_dict(), "timm", model="se_resnet18")
-    with pytest.raises(SenetError, match="try --from timm"):
+    with pytest.raises(SenetError, match="--from caffe-port does not fit .* timm layout"):
         convert_weights(timm_state, "caffe-port", model="se_resnet18")
     with pytest.raises(SenetError, match="pass the model name"):  # no model of ours is a SE-ResNeXt-26
         convert_weights(random_peer("legacy_seresnext26_32x4d").state_dict(), "caffe-port")
@@ -182,3 +182,55 @@ def test_out_file_refuses_a_foreign_config_beside_it(tmp_path):
     (tmp_path / "config.json").write_text('{"format": "senet", "version": 1, "model": {"name": "resnet50"}}')
     with pytest.raises(SenetError, match="describes another model"):
         save_converted(model, tmp_path / "w.safetensors", report)
+
+
+# ---------------------------------------------------------------------------------------------- layout detection
+@pytest.mark.parametrize("peer_name,layout", [("seresnet50", "timm"), ("legacy_seresnet50", "caffe-port"),
+                                              ("resnet50", "torchvision")])
+def test_layout_is_read_from_the_keys_and_logits_match(peer_name, layout):
+    """No --from: the layout (and with it the stride placement and stem pooling) comes from the keys."""
+    peer = random_peer(peer_name)
+    model, report = convert_weights(peer.state_dict())
+    assert report.source == layout
+    with torch.no_grad():
+        torch.testing.assert_close(model(X), peer(X), atol=1e-4, rtol=0)
+
+
+def test_torchvision_resnet_converts_with_its_own_architecture():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    peer = torchvision.models.resnet18(num_classes=5).eval()
+    model, report = convert_weights(peer.state_dict())
+    assert report.source == "torchvision" and report.model == "resnet18"
+    with torch.no_grad():
+        torch.testing.assert_close(model(X), peer(X), atol=1e-4, rtol=0)
+
+
+def test_cli_timm_file_read_as_caffe_port_is_refused_naming_the_layout(tmp_path, capsys):
+    """A timm SE-ResNet-50 read with --from caffe-port loads without a renamed key into a model with the stride on
+    the other convolution; it must be refused (the layout is read from the keys), not converted silently."""
+    from safetensors.torch import save_file
+
+    src = tmp_path / "seresnet50.safetensors"
+    peer = random_peer("seresnet50")
+    save_file({k: v.contiguous() for k, v in peer.state_dict().items()}, str(src))
+    out = tmp_path / "out.safetensors"
+    assert main(["convert", str(src), "--from", "caffe-port", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "timm layout" in err and "Traceback" not in err and not out.exists()
+    assert main(["convert", str(src), "--out", str(out)]) == 0
+    assert "timm layout" in capsys.readouterr().out
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(out)(X), peer(X), atol=1e-4, rtol=0)
+
+
+def test_senet_file_is_not_converted_again(tmp_path):
+    model, report = convert_weights(random_peer("seresnet18").state_dict())
+    path = save_converted(model, tmp_path / "m.safetensors", report)
+    with pytest.raises(SenetError, match="already a senet model"):
+        convert_weights(path)
+
+
+def test_unknown_keys_are_refused():
+    with pytest.raises(SenetError, match="cannot tell the layout"):
+        convert_weights({"features.0.weight": torch.zeros(3, 3, 3, 3)})

@@ -101,13 +101,14 @@ def test_idx_broken_gzip_is_named(tmp_path):
 def test_real_fashion_mnist_loads():
     bundle = load_dataset("fashion-mnist")
     assert isinstance(bundle, DatasetBundle)
-    assert (len(bundle.train), len(bundle.val)) == (60000, 10000)
+    # 10% of the 60000 training images held out for validation; the 10000 t10k images are the test split
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (54000, 6000, 10000)
     assert bundle.num_classes == 10 and len(bundle.class_names) == 10
     assert bundle.class_names[0] == "T-shirt/top" and bundle.class_names[9] == "Ankle boot"
     assert (bundle.in_chans, bundle.image_size) == (1, (28, 28))
-    image, label = bundle.val[0]
+    image, label = bundle.test[0]
     assert image.shape == (1, 28, 28) and image.dtype == torch.float32 and isinstance(label, int)
-    images, labels = bundle.val.get_batch(torch.arange(len(bundle.val)))
+    images, labels = bundle.test.get_batch(torch.arange(len(bundle.test)))
     assert abs(images.mean().item()) < 0.05 and abs(images.std().item() - 1) < 0.05
     assert torch.bincount(labels).tolist() == [1000] * 10
 
@@ -115,14 +116,14 @@ def test_real_fashion_mnist_loads():
 def test_data_dir_wins_over_system_folder(tmp_path):
     _write_fake_idx_set(tmp_path / "fashion-mnist", n_train=30, n_val=12)
     bundle = load_dataset("fashion-mnist", data_dir=tmp_path)
-    assert (len(bundle.train), len(bundle.val)) == (30, 12)
+    assert (len(bundle.train) + len(bundle.val), len(bundle.test)) == (30, 12)
 
 
 def test_env_var_and_torchvision_layout(tmp_path, monkeypatch):
     _write_fake_idx_set(tmp_path / "MNIST" / "raw", n_train=16, n_val=8, gz=False)
     monkeypatch.setenv("SENET_DATA", str(tmp_path))
     bundle = load_dataset("mnist")
-    assert (len(bundle.train), len(bundle.val), bundle.class_names[3]) == (16, 8, "3")
+    assert (len(bundle.train) + len(bundle.val), len(bundle.test), bundle.class_names[3]) == (16, 8, "3")
 
 
 def test_download_cache_is_searched_last(tmp_path, monkeypatch):
@@ -134,7 +135,7 @@ def test_download_cache_is_searched_last(tmp_path, monkeypatch):
     assert cache == tmp_path / "home" / ".cache" / "senet" / "data" and download_root(None) == cache
     _write_fake_idx_set(cache / "MNIST" / "raw", n_train=14, n_val=6, gz=False)
     bundle = load_dataset("mnist")
-    assert (len(bundle.train), len(bundle.val)) == (14, 6)
+    assert (len(bundle.train) + len(bundle.val), len(bundle.test)) == (14, 6)
     monkeypatch.setenv("SENET_DATA", str(tmp_path / "env"))
     assert search_roots(tmp_path / "cli") == [tmp_path / "cli", tmp_path / "env", cache]
 
@@ -355,3 +356,72 @@ def test_imagefolder_val_classes_must_match(tmp_path):
 def test_image_tensor_dataset_validates_input():
     with pytest.raises(ValueError, match="uint8"):
         ImageTensorDataset(torch.zeros(2, 1, 4, 4), torch.zeros(2), (0.5,), (0.5,))
+
+
+# ---------------------------------------------------------------------------------------------- evaluation protocol
+def _image_bytes(dataset):
+    """Every image of an in-memory split as raw bytes (to compare splits image by image)."""
+    return {bytes(img.numpy().tobytes()) for img in dataset.images}
+
+
+def test_validation_is_held_out_of_the_training_files_and_test_is_t10k(tmp_path):
+    _write_fake_idx_set(tmp_path / "fashion-mnist", n_train=200, n_val=40)
+    bundle = load_dataset("fashion-mnist", data_dir=tmp_path, val_split=0.25, seed=3)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (150, 50, 40)
+    full = load_dataset("fashion-mnist", data_dir=tmp_path, val_split=0)
+    assert full.val is None and len(full.train) == 200
+    train, val, test = (_image_bytes(d) for d in (bundle.train, bundle.val, bundle.test))
+    assert not train & val and train | val == _image_bytes(full.train)  # disjoint, together the training files
+    assert test == _image_bytes(full.test)  # the published test files, untouched
+    assert bundle.val.augment is None and bundle.train.augment is not None  # validation is never augmented
+    again = load_dataset("fashion-mnist", data_dir=tmp_path, val_split=50, seed=3)  # a count, same seed
+    assert torch.equal(again.val.images, bundle.val.images)
+    other = load_dataset("fashion-mnist", data_dir=tmp_path, val_split=50, seed=4)
+    assert not torch.equal(other.val.images, bundle.val.images)
+
+
+def test_held_out_indices_are_fixed_by_the_seed_alone():
+    from senet.data.registry import held_out_indices
+
+    train, val = held_out_indices(1000, 100, seed=7)
+    assert len(set(train.tolist()) | set(val.tolist())) == 1000 and not set(train.tolist()) & set(val.tolist())
+    torch.manual_seed(123)  # the global RNG plays no part
+    assert torch.equal(held_out_indices(1000, 100, seed=7)[1], val)
+
+
+def test_val_split_is_refused_where_the_data_has_its_own(tmp_path):
+    with pytest.raises(ConfigError, match="validates on its own val"):
+        load_dataset("synthetic", val_split=0.1)
+    _write_fake_idx_set(tmp_path / "fashion-mnist", n_train=20, n_val=4)
+    with pytest.raises(ConfigError, match="leave some to train on"):
+        load_dataset("fashion-mnist", data_dir=tmp_path, val_split=20)
+    with pytest.raises(ConfigError, match="val_split must be"):
+        load_dataset("fashion-mnist", data_dir=tmp_path, val_split=1.5)
+
+
+def test_small_images_are_resampled_to_the_image_size(tmp_path):
+    _write_fake_idx_set(tmp_path / "fashion-mnist", n_train=20, n_val=4)
+    bundle = load_dataset("fashion-mnist", data_dir=tmp_path, image_size=56, val_split=0)
+    assert bundle.image_size == (56, 56)
+    image, _ = bundle.test[0]
+    assert image.shape == (1, 56, 56)
+    small = load_dataset("fashion-mnist", data_dir=tmp_path, val_split=0).test[0][0]
+    # bilinear x2 upsampling keeps the mean of the image (reference: torch's own interpolate of the float image)
+    expected = torch.nn.functional.interpolate(small[None], size=(56, 56), mode="bilinear", align_corners=False)[0]
+    torch.testing.assert_close(image, expected, atol=1e-5, rtol=0)
+
+
+def test_image_folder_reads_test_and_crops_to_the_image_size(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "val", "test"):
+        for cls in ("a", "b"):
+            folder = tmp_path / split / cls
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (40, 30), (i * 90, 20, 200)).save(folder / f"{i}.png")
+    bundle = load_dataset(f"imagefolder:{tmp_path}", image_size=32)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (4, 4, 4)
+    assert bundle.val[0][0].shape == bundle.test[0][0].shape == bundle.train[0][0].shape == (3, 32, 32)
+    with pytest.raises(ConfigError, match="own val/ folder"):
+        load_dataset(f"imagefolder:{tmp_path}", val_split=0.1)

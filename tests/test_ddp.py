@@ -9,6 +9,7 @@ so the only differences are float summation order: losses agree to 1e-5 relative
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -47,6 +48,9 @@ def test_two_cpu_processes_match_one_process(tmp_path):
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-5)
     assert len(_losses(single)) == 4 and _losses(single)[2] < _losses(single)[0]  # it trained
+    # the test split, evaluated once at the end, is sharded over the processes and summed: same count and result
+    tests = [json.loads((out / "test.json").read_text()) for out in (single, double)]
+    assert tests[0]["count"] == tests[1]["count"] == 128 and tests[1]["top1"] == pytest.approx(tests[0]["top1"])
 
 
 # ---------------------------------------------------------------------------------- in-process checks (fast)

@@ -231,3 +231,54 @@ def test_bad_options_and_shapes_raise_value_errors():
         sk.SqueezeExcite(2)(keras.Input((32,)))
     with pytest.raises(ValueError, match="data_format"):
         sk.notebook_simple(data_format="NHWC")
+
+
+# --- drop-in for the notebook's own code (issue 15) ----------------------------------------------------------
+
+
+def _notebook_se_block(inputs, ratio=2):
+    """The notebook's block written with plain Keras calls and Keras's default layer names (no senet code)."""
+    filters = inputs.shape[-1]
+    se = keras.layers.GlobalAveragePooling2D()(inputs)
+    se = keras.layers.Reshape((1, 1, filters))(se)
+    se = keras.layers.Dense(filters // ratio, activation="relu", kernel_initializer="he_normal", use_bias=False)(se)
+    se = keras.layers.Dense(filters, activation="sigmoid", kernel_initializer="he_normal", use_bias=False)(se)
+    return keras.layers.multiply([inputs, se])
+
+
+def _notebook_model_by_hand(residual: bool, with_classifier: bool = True) -> keras.Model:
+    inputs = keras.Input((28, 28, 1))
+    conv = keras.layers.Conv2D(32, (3, 3), padding="same", activation="relu")(inputs)
+    x = _notebook_se_block(conv)
+    if residual:
+        x = keras.layers.add([x, conv])
+    x = keras.layers.Conv2D(1, (1, 1), activation="relu")(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x) if with_classifier else x)
+
+
+def test_functional_block_defaults_to_the_notebooks_ratio_2():
+    # SPEC section 1: the notebook's block uses r = 2, no bias. 32 channels: W1 32x16 + W2 16x32 = 1,024 weights.
+    inputs = keras.Input((28, 28, 32))
+    model = keras.Model(inputs, sk.squeeze_excite_block(inputs))
+    assert model.count_params() == 2 * 32 * 16
+    assert model.count_params() == keras.Model(inputs, _notebook_se_block(inputs)).count_params()
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_keras_to_torch_accepts_a_model_built_with_the_notebooks_own_code(residual):
+    keras_model = _notebook_model_by_hand(residual)
+    assert keras_model.count_params() == 9227  # SPEC section 5
+    assert not any(layer.name in ("conv", "proj", "fc") for layer in keras_model.layers)  # Keras default names
+    torch_model = sk.keras_to_torch(keras_model)
+    assert torch_model.senet_config["name"] == ("notebook_se_residual" if residual else "notebook_simple")
+    x = torch.randn(3, 1, 28, 28)
+    expected = _np(keras_model(_nhwc(x)))
+    with torch.no_grad():
+        got = torch.softmax(torch_model.eval()(x), dim=1).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_a_notebook_model_that_ends_at_its_flatten_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match="ends at its Flatten"):
+        sk.keras_to_torch(_notebook_model_by_hand(False, with_classifier=False))

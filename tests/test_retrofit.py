@@ -164,3 +164,61 @@ def test_a_refused_se_block_leaves_the_model_untouched(make):
     with pytest.raises(ConfigError, match="C=16"):  # a value error surfaces with the real width
         add_se(create_model("resnet20"), reduction=32)
     assert add_se(model, reduction=8) is model  # still a plain model, so the retry works
+
+
+# ---------------------------------------------------------------------------------------------- identity init
+def _trained_like(model: nn.Module) -> nn.Module:
+    """Non-trivial BN statistics and affine parameters, as after training (the defaults would hide a wrong scale)."""
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.normal_(0, 0.2, generator=g)
+                m.running_mean.normal_(0, 0.2, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+    return model.eval()
+
+
+@pytest.mark.parametrize("make,size", [
+    (lambda: torchvision.models.resnet18(num_classes=10), 64),
+    (lambda: torchvision.models.resnet50(num_classes=10), 32),
+    (lambda: torchvision.models.vgg11_bn(num_classes=10), 32),
+    (lambda: create_model("resnet20", num_classes=10), 32),
+    (lambda: create_model("resnet20", num_classes=10, preact=True), 32),
+], ids=["tv_resnet18", "tv_resnet50", "tv_vgg11_bn", "resnet20", "preact_resnet20"])
+def test_identity_init_keeps_the_network_function(make, size):
+    """SE added with init="identity" leaves the logits as they were (x~ = sigma(0) * U / sigma(0) = U); the
+    default random init moves them."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, size, size)
+    for init, changes in (("identity", False), ("random", True)):
+        torch.manual_seed(1)
+        model = _trained_like(make())
+        with torch.no_grad():
+            before = model(x)
+            add_se(model, init=init)
+            after = model.eval()(x)
+        moved = float((after - before).abs().max())
+        assert (moved > 1e-2 * float(before.abs().max())) if changes else moved < 1e-5, (init, moved)
+
+
+def test_identity_init_gates_sit_at_one_half_and_still_learn():
+    model = _trained_like(create_model("resnet20", num_classes=10))
+    add_se(model, init="identity")
+    se = model.layer1[0].se
+    assert torch.count_nonzero(se.fc2.weight) == 0 and torch.count_nonzero(se.fc1.weight) > 0
+    x = torch.randn(2, 3, 32, 32)
+    gates = []
+    hook = se.gate.register_forward_hook(lambda m, i, o: gates.append(o))
+    model.train()(x).sum().backward()
+    hook.remove()
+    assert torch.allclose(gates[0], torch.full_like(gates[0], 0.5))  # sigmoid(0): the steepest point
+    assert se.fc2.weight.grad.abs().sum() > 0  # W2 learns from the first step
+
+
+def test_identity_init_refuses_a_gate_that_is_zero_at_zero():
+    with pytest.raises(ConfigError, match="sigma\\(0\\) > 0"):
+        add_se(create_model("resnet20"), gate="relu", init="identity")
+    with pytest.raises(ConfigError, match="unknown init"):
+        add_se(create_model("resnet20"), init="zeros")

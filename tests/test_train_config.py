@@ -158,3 +158,37 @@ def test_shipped_train_configs_validate_and_name_a_measured_result():
         cfg = make_config(load_config_file(path)[0]).validate()
         assert cfg.model in list_models() and cfg.data == "fashion-mnist"
         assert "%" in path.read_text() and "time_to_accuracy.py --only" in path.read_text()
+
+
+@pytest.mark.parametrize("bad,words", [
+    ({"freeze": "backbone"}, "unknown freeze mode"),
+    ({"optimizer": "adam"}, "unknown optimizer"),
+    ({"clip_grad_norm": 0}, "clip_grad_norm must be"),
+    ({"val_split": -0.1}, "val_split must be"),
+    ({"image_size": 4}, "image_size must be"),
+    ({"test_subset": 0}, "test_subset must be"),
+])
+def test_fine_tuning_options_are_checked(bad, words):
+    with pytest.raises(ConfigError, match=words):
+        make_config({"model": "resnet20", "data": "synthetic", **bad}).validate()
+
+
+def test_fine_tuning_flags_reach_the_recipe():
+    args = build_parser().parse_args(["train", "--model", "resnet20", "--data", "fashion-mnist", "--val-split",
+                                      "5000", "--image-size", "64", "--init-from", "w.pth", "--freeze",
+                                      "all-but-head-and-se", "--optimizer", "adamw", "--clip-grad-norm", "2",
+                                      "--test-subset", "100"])
+    values, _ = recipe_from_args(args)
+    config = make_config({**values, "model": "resnet20"}).validate()
+    assert (config.val_split, config.image_size, config.init_from, config.freeze, config.optimizer,
+            config.clip_grad_norm, config.test_subset) == (5000, 64, "w.pth", "all-but-head-and-se", "adamw", 2.0,
+                                                           100)
+    assert make_config({**values, "model": "resnet20", "val_split": 0.2}).val_split == 0.2
+
+
+def test_adamw_starts_from_a_small_lr_unless_one_is_given():
+    from senet.train.api import resolve_config
+
+    assert resolve_config({"model": "resnet20", "data": "synthetic", "optimizer": "adamw"}).lr == 1e-3
+    assert resolve_config({"model": "resnet20", "data": "synthetic", "optimizer": "adamw", "lr": 0.01}).lr == 0.01
+    assert resolve_config({"model": "resnet20", "data": "synthetic"}).lr == 0.1

@@ -7,7 +7,8 @@ A saved model is a folder with two files:
 * ``config.json`` - ``{"format": "senet", "version": 1, "model": {"name", "kwargs"}, ...}`` plus anything the
   caller adds (dataset, class names, metrics).
 
-Every write is atomic: a temporary file in the same folder, flushed, then renamed over the target.
+Every write is atomic: a temporary file in the same folder, flushed, then renamed over the target
+(:func:`atomic_write_bytes`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "load_state_dict_strict",
     "read_config",
     "read_state_dict",
+    "remove_stale_temporaries",
     "save_model",
     "saved_dataset_name",
 ]
@@ -46,12 +48,19 @@ VERSION = 1
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that a crash at any moment leaves either the old file or the new one."""
+    """Write ``data`` to ``path`` so that a crash at any moment leaves either the old file or the new one.
+
+    The bytes go to a temporary file in the same folder (``.NAME.PID.RANDOM.tmp``), are flushed to disk, and the
+    file is renamed over ``path``. Temporaries left by a killed writer (its process is gone) are removed on the next
+    write into the folder. The new file gets the permissions the umask allows, like any file the user creates.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -60,6 +69,51 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back: there is no call that only reads it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete ``.NAME.PID.RANDOM.tmp`` files in ``folder`` whose writer process no longer exists; return them.
+
+    A temporary whose process is alive (a concurrent writer) is left alone, and so is any file not named like ours.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+            continue
+        parts = name[: -len(TEMP_SUFFIX)].rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or _process_alive(int(parts[1])):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
@@ -93,7 +147,29 @@ def _model_entry(model: nn.Module, config: dict[str, Any] | None) -> dict[str, A
             "this model carries no build config: build it with senet.create_model(...) or pass "
             "config={'name': ..., 'kwargs': {...}}"
         )
-    return {"name": entry["name"], "kwargs": dict(entry.get("kwargs", {}))}
+    return _with_real_class_count(model, {"name": entry["name"], "kwargs": dict(entry.get("kwargs", {}))})
+
+
+def _with_real_class_count(model: nn.Module, entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` with ``num_classes`` set to the classifier's actual output count, so a model whose ``fc`` was
+    replaced by hand (``model.fc = nn.Linear(512, 10)``) is saved as the model it now is and loads back."""
+    head = _classifier(model)
+    if not isinstance(head, nn.Linear):
+        return entry
+    from senet.models import create_model
+
+    try:
+        with torch.device("meta"):  # the model the config describes, without allocating it
+            described = _classifier(create_model(entry["name"], **entry["kwargs"]))
+    except Exception:  # a config that does not build: load_model will say so
+        return entry
+    if isinstance(described, nn.Linear) and described.out_features != head.out_features:
+        entry["kwargs"]["num_classes"] = head.out_features
+    return entry
+
+
+def _classifier(model: nn.Module) -> Any:
+    return model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "fc", None)
 
 
 def save_model(
@@ -297,6 +373,12 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     entry = doc["model"]
     model = build_for_loading(entry["name"], entry["kwargs"])
     weights, _ = _resolve(path)
-    load_state_dict_strict(model, read_state_dict(weights), str(weights))
+    try:
+        load_state_dict_strict(model, read_state_dict(weights), str(weights))
+    except SenetError as exc:
+        if " fc." in str(exc).replace("(", " ").replace(",", " ").replace(":", " "):
+            raise SenetError(f"{exc} - the classifier was changed after the model was built: rebuild it with "
+                             f"num_classes=N (or model.reset_classifier(N)) and save it again") from None
+        raise
     model.senet_saved_config = doc
     return model.to(map_location).eval()

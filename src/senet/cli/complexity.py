@@ -10,25 +10,36 @@ import argparse
 import json
 from typing import Any
 
+from senet import checks
+from senet.errors import ConfigError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from senet.cli._common import add_model_args
+    from senet.cli._common import ModelName, add_model_args, input_size_arg
+    from senet.paper import PAPER_TABLES
 
     p = sub.add_parser("complexity", help="parameters and multiply-adds; --paper compares with the paper's tables")
-    p.add_argument("names", nargs="*", help="registered model names")
+    p.add_argument("names", nargs="*", type=ModelName(), help="registered model names")
     add_model_args(p)
-    p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"))
+    input_size_arg(p, "input size without batch (default: each model's own)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.add_argument("--paper", action="store_true",
                    help="compare the paper's complexity tables (2, 3, 10, 13, 15, 16) with our models")
-    p.add_argument("--table", action="append", default=None, metavar="T",
+    p.add_argument("--table", action="append", default=None, metavar="T", type=_PaperTable(PAPER_TABLES),
                    help="with --paper: only this table (repeatable), e.g. --table 2 --table 10")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from senet.errors import ConfigError
+class _PaperTable(checks.Choice):
+    """A table of the paper with complexity rows (``2``, ``3``, ``10``, ...)."""
 
+    def __call__(self, value: Any) -> str:
+        if str(value) not in self.choices:
+            raise ConfigError(f"no paper table {value}; choose from {', '.join(self.choices)}")
+        return str(value)
+
+
+def run(args: argparse.Namespace) -> int:
     if args.paper:
         if args.names or args.model_arg or args.input_size:
             raise ConfigError("--paper takes no model names, --model-arg or --input-size: each row names its own")
@@ -36,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.table:
         raise ConfigError("--table selects rows of --paper; add --paper")
     if not args.names:
-        raise ConfigError("name at least one model, e.g. `senet complexity resnet50 se_resnet50`, or use --paper")
+        raise ConfigError("name at least one model, e.g. senet complexity resnet50 se_resnet50, or use --paper")
     return _run_models(args)
 
 

@@ -11,37 +11,64 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
+
+from senet import checks
+from senet.cli._common import Device
+
+DESCRIPTION = """\
+What each SE block of a saved model excites (paper section 7.2).
+
+Writes excitation.json and excitation.csv (per-block class specificity, saturation, within-class spread),
+fig6_class_means.png, fig7_within_class.png and depth.png into OUT. --drop-se-stage S also evaluates the model
+with stage S's SE blocks replaced by identity on the whole split and reports the accuracy change and the
+parameter saving.
+"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("excite", help="per-class, per-depth excitation analysis of a saved SE model (Fig. 6/7)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model_dir", metavar="DIR", help="saved model folder (senet train / senet.save_model)")
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model_dir", metavar="DIR", type=checks.Path("read"), help="saved model folder (senet train / senet.save_model)")
     p.add_argument("--data", metavar="NAME", help="dataset name (default: the one recorded in DIR/config.json)")
-    p.add_argument("--data-dir", metavar="PATH", help="where the dataset files are")
+    p.add_argument("--data-dir", metavar="PATH", type=checks.Path("read-dir"), help="where the dataset files are")
+    p.add_argument("--image-size", type=checks.Int(1, 2048), metavar="S",
+                   help="input side (default: the size the run trained at)")
     p.add_argument("--split", choices=("val", "train"), default="val", help="which split to read (default val)")
     p.add_argument("--classes", metavar="A,B,...", help="classes to chart, by name or index (default: 4 spread out)")
-    p.add_argument("--per-class", type=int, default=50, metavar="N", help="images per class (default 50, as the paper)")
+    p.add_argument("--per-class", type=checks.Int(1, 100_000), default=50, metavar="N", help="images per class (default 50, as the paper)")
     p.add_argument("--blocks", metavar="SE_2_3,...",
                    help="blocks to chart (default: last block of each stage and all blocks of the last stage)")
-    p.add_argument("--out", required=True, metavar="OUT", help="output folder for the charts and the report")
+    p.add_argument("--out", required=True, metavar="OUT", type=checks.Path("write-dir"), help="output folder for the charts and the report")
     p.add_argument("--json", action="store_true", help="print the per-block numbers as JSON on stdout")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda when available)")
-    p.add_argument("--drop-se-stage", metavar="S", type=_stages,
+    p.add_argument("--batch-size", type=checks.Int(1, 1 << 20), default=128, help="batch size (default 128)")
+    p.add_argument("--workers", type=checks.Int(0, 1024), default=0, help="data-loading worker processes (default 0)")
+    p.add_argument("--device", default=None, type=Device(), help="cpu, cuda, cuda:1, mps (default: cuda when available)")
+    p.add_argument("--drop-se-stage", metavar="S", type=Stages(),
                    help="also evaluate without the SE blocks of stage(s) S (e.g. 5 or 4,5; paper numbering 2..5)")
-    p.add_argument("--eval-images", type=int, metavar="N",
+    p.add_argument("--eval-images", type=checks.Int(1), metavar="N",
                    help="with --drop-se-stage: evaluate on the first N images of the split (default: all)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=run)
 
 
-def _stages(text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected stage numbers such as 5 or 4,5, got {text!r}") from None
+class Stages(checks.Check):
+    """Stage numbers in the paper's numbering 2..5, comma-separated (``5`` or ``4,5``)."""
+
+    kind = "int-list"
+    item = checks.Int(2, 5)
+
+    def describe(self) -> str:
+        return "stage numbers 2..5 such as 5 or 4,5"
+
+    def __call__(self, value: Any) -> list[int]:
+        parts = value.split(",") if isinstance(value, str) else []
+        if not parts or not all(p.strip() for p in parts):
+            raise self.fail(value)
+        try:
+            return [self.item(p) for p in parts]
+        except checks.ConfigError:
+            raise self.fail(value) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,10 +80,6 @@ def run(args: argparse.Namespace) -> int:
     from senet.data import load_dataset
     from senet.io import load_model, saved_dataset_name
 
-    for flag, value in (("--per-class", args.per_class), ("--batch-size", args.batch_size),
-                        ("--eval-images", args.eval_images)):
-        if value is not None and value < 1:
-            raise ValueError(f"{flag} must be at least 1, got {value}")
     if args.eval_images is not None and not args.drop_se_stage:
         raise ValueError("--eval-images needs --drop-se-stage")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -64,7 +87,14 @@ def run(args: argparse.Namespace) -> int:
     channel_gates(model)  # fail fast (ValueError) when the model has no SE blocks, before reading any data
     saved = getattr(model, "senet_saved_config", {}) or {}
     data_name = saved_dataset_name(saved, args.data, source=f"{args.model_dir}/config.json")
-    bundle = load_dataset(data_name, data_dir=args.data_dir, augment=False)  # analysis never augments
+    from senet.train.evaluation import saved_data_options
+
+    options = saved_data_options(saved, args.data)  # the run's held-out validation part, at its input size
+    if args.image_size is not None:
+        options["image_size"] = args.image_size
+    bundle = load_dataset(data_name, data_dir=args.data_dir, augment=False, **options)  # analysis never augments
+    if args.split == "val":
+        bundle.split("val")  # a run that held out no validation part (val_split=0) has none: say so in one line
     result = run_analysis(
         model, bundle, args.out, split=args.split, classes=args.classes, per_class=args.per_class,
         blocks=args.blocks, drop_se_stages=args.drop_se_stage, eval_images=args.eval_images,

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from senet.cli._common import add_model_args, parse_model_args
+from senet import checks
+from senet.cli._common import ModelName, add_model_args, input_size_arg, parse_model_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="layer table, parameters and multiply-adds of a model")
-    p.add_argument("name", help="registered model name (see `senet models`)")
+    p.add_argument("name", type=ModelName(), help="registered model name (see senet models)")
     add_model_args(p)
-    p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"),
-                   help="input size without batch (default: the model's own, else 3 224 224)")
-    p.add_argument("--depth", type=int, default=3, help="nesting depth of the layer table (default 3)")
+    input_size_arg(p, "input size without batch (default: the model's own, else 3 224 224)")
+    p.add_argument("--depth", type=checks.Int(0, 50), default=3, help="nesting depth of the layer table (default 3)")
     p.add_argument("--json", action="store_true", help='print only {"params", "se_params", "macs"}')
     p.set_defaults(func=run)
 

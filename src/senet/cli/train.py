@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from senet.cli._common import add_model_args, parse_model_args
+from senet import checks
+from senet.cli._common import ModelName, add_model_args, parse_model_args
 
 
 def add_recipe_args(p: argparse.ArgumentParser) -> None:
@@ -17,6 +18,14 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-subset", type=int, metavar="N", help="train on a fixed random N images")
     g.add_argument("--val-subset", type=int, metavar="N", help="validate on a fixed random N images")
     g.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no train augmentation")
+    g.add_argument("--val-split", metavar="F|N",
+                   help="fashion-mnist/mnist/cifar: part of the training files held out (seeded) for validation and "
+                        "best/, a fraction or a number of images (default 0.1); 0 holds out nothing (no best/). The "
+                        "test files are evaluated once, at the end")
+    g.add_argument("--test-subset", type=int, metavar="N", help="test the selected model on a fixed random N images")
+    g.add_argument("--image-size", type=int, metavar="S",
+                   help="input side: image folders crop to S (eval resizes to S*256/224 first; default 224); "
+                        "in-memory sets are resampled to S (e.g. 64 to feed 28x28 images to an ImageNet ResNet)")
     g.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
     g = p.add_argument_group("optimisation (defaults follow the paper: SGD, momentum 0.9, weight decay 1e-4)")
     g.add_argument("--epochs", type=int, help="epochs (default 30)")
@@ -31,6 +40,17 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup", type=float, metavar="EPOCHS", help="linear lr warmup, in epochs (default 0)")
     g.add_argument("--label-smoothing", type=float, help="label smoothing of the loss (default 0)")
     g.add_argument("--seed", type=int, help="seed for weights, data order and augmentation (default 0)")
+    g = p.add_argument_group("fine-tuning")
+    g.add_argument("--init-from", metavar="SOURCE",
+                   help="start from these weights: a run folder, a senet .safetensors file, or a timm / Caffe-port / "
+                        "torchvision checkpoint (converted on the way in); --model defaults to the source's")
+    g.add_argument("--freeze", choices=("none", "all-but-head", "all-but-head-and-se"),
+                   help="train only the classifier (all-but-head) or the classifier and the SE blocks; frozen "
+                        "BatchNorms keep their running statistics (default none)")
+    g.add_argument("--optimizer", choices=("sgd", "adamw"),
+                   help="sgd (the paper's; default) or adamw (no weight decay on biases and norms; lr 1e-3 unless "
+                        "--lr is given)")
+    g.add_argument("--clip-grad-norm", type=float, metavar="MAX", help="clip the gradients' global L2 norm to MAX")
     g = p.add_argument_group("hardware")
     g.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"), help="numeric precision (default 32)")
     g.add_argument("--accelerator", help="cpu, cuda, mps or auto (default auto)")
@@ -44,12 +64,55 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     g = p.add_argument_group("run folder")
-    g.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of these options (flags override it)")
+    g.add_argument("--config", metavar="FILE.yaml", type=Recipe(),
+                   help="YAML file with any of these options (flags override it)")
     g.add_argument("--resume", action="store_true", default=None, help="continue the run already in --out")
     g.add_argument("--overwrite", action="store_true", default=None, help="replace a run already in --out")
 
 
+class Recipe(checks.Path):
+    """A YAML file, or the name of a recipe bundled with the package (``fmnist_se_fast``; see senet.recipes)."""
+
+    def __init__(self) -> None:
+        super().__init__("read-file")
+
+    def describe(self) -> str:
+        return "a YAML file or the name of a bundled recipe"
+
+    def __call__(self, value: Any) -> str:
+        from senet.recipes import resolve_recipe
+
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(value)
+        try:
+            resolve_recipe(value)
+        except (FileNotFoundError, OSError) as exc:
+            raise checks.ConfigError(str(exc)) from None
+        return value
+
+
 _NOT_RECIPE = {"command", "func", "config", "model_arg", "models", "seeds", "model"}
+
+
+def use_config_checks(p: argparse.ArgumentParser) -> None:
+    """Check each flag that sets a :class:`~senet.train.config.TrainConfig` field with that field's own check,
+    so a flag and its YAML key accept the same values (flags added later included)."""
+    from senet.train.config import field_check
+
+    fields = _config_fields()
+    for action in p._actions:
+        if action.dest in fields and action.nargs != 0:
+            check = field_check(action.dest)
+            # a list option (--milestones 10 20) is parsed one item at a time
+            action.type = getattr(check, "item", check) if action.nargs in ("+", "*") else check
+
+
+def _config_fields() -> set[str]:
+    import dataclasses
+
+    from senet.train.config import TrainConfig
+
+    return {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def recipe_from_args(args: argparse.Namespace, extra_keys: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict]:
@@ -62,6 +125,8 @@ def recipe_from_args(args: argparse.Namespace, extra_keys: tuple[str, ...] = ())
             values[key] = value
     if getattr(args, "model_arg", None):
         values["model_args"] = {**values.get("model_args", {}), **parse_model_args(args.model_arg)}
+    if getattr(args, "model", None) is None and "model" in values:  # from the file: as checked as --model
+        ModelName()(values["model"])
     return values, extra
 
 
@@ -70,10 +135,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Train one model; writes DIR/model.safetensors, config.json, metrics.csv, best/, "
                                    "and a resume state. Example: senet train --model se_resnet20 "
                                    "--data fashion-mnist --epochs 10 --out runs/se20")
-    p.add_argument("--model", help="registered model name (see `senet models`)")
+    p.add_argument("--model", type=ModelName(), help="registered model name (see senet models)")
     add_model_args(p)
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/<model>_<data>)")
     add_recipe_args(p)
+    use_config_checks(p)
     p.set_defaults(func=run)
 
 
@@ -85,6 +151,11 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         values["model"] = args.model
     result = train(values)
-    if is_global_zero():  # every process of a distributed job returns here; one summary is enough
-        print(f"best val top-1 {result.best_top1:.4f} at epoch {result.best_epoch}; run folder: {result.out}")
+    if not is_global_zero():  # every process of a distributed job returns here; one summary is enough
+        return 0
+    if result.best_epoch:
+        print(f"best val top-1 {result.best_top1:.4f} at epoch {result.best_epoch}", end="; ")
+    if result.test is not None:
+        print(f"test top-1 {result.test['top1']:.4f} ({result.test['weights']} model)", end="; ")
+    print(f"run folder: {result.out}")
     return 0

@@ -1,8 +1,11 @@
-"""Your own images: ``PATH/train/<class>/*.jpg`` and ``PATH/val/<class>/*.jpg`` (torchvision ImageFolder layout).
+"""Your own images: ``PATH/train/<class>/*.jpg``, ``PATH/val/<class>/*.jpg`` and optionally ``PATH/test/<class>/``
+(torchvision ImageFolder layout). ``val/`` is for per-epoch validation and model selection, ``test/`` for the final
+report only.
 
-Class names are the folder names of ``PATH/train`` in sorted order; ``PATH/val`` must have the same folders.
-Images are decoded with PIL, converted to RGB and transformed with the ImageNet recipe (train: random-resized
-crop 224 + flip; eval: resize 256 + centre crop 224; ImageNet mean/std).
+Class names are the folder names of ``PATH/train`` in sorted order; ``PATH/val`` (and ``PATH/test``) must have the
+same folders. Images are decoded with PIL, converted to RGB and transformed with the ImageNet recipe (train:
+random-resized crop S + flip; eval: resize round(S * 256 / 224) + centre crop S; ImageNet mean/std), with S = 224
+unless ``image_size`` says otherwise.
 
 Unreadable images. Loading scans every file's header (threads, so it is IO-bound, not CPU-bound) and leaves out
 files PIL cannot identify; one warning names the first such file and the count. A file whose header reads but
@@ -14,6 +17,7 @@ image, counted in ``dataset.skipped_at_load`` and warned about once per process.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -150,33 +154,53 @@ def _list_split(split_dir: Path, class_to_idx: dict[str, int] | None) -> tuple[l
     samples = make_dataset(str(split_dir), class_to_idx or found, extensions=IMG_EXTENSIONS, allow_empty=True)
     if not samples:
         raise SenetError(f"{split_dir} holds no images with extensions {', '.join(IMG_EXTENSIONS)}")
+    counts = Counter(label for _, label in samples)
+    empty = [name for name in classes if counts[(class_to_idx or found)[name]] == 0]
+    if empty:  # a class without images would be learned as one that never occurs
+        raise SenetError(f"class folder {split_dir / empty[0]} holds no images with extensions "
+                         f"{', '.join(IMG_EXTENSIONS)}" + (f" (nor do {', '.join(empty[1:])})" if empty[1:] else "")
+                         + "; add images or remove the folder")
     return classes, samples
 
 
 def load_imagefolder(path: str, *, augment: bool = True, strict: bool = False, image_size: int = 224) -> DatasetBundle:
-    """Load ``path/train`` and ``path/val`` as a :class:`DatasetBundle` (ImageNet transforms, 3 channels)."""
+    """Load ``path/train``, ``path/val`` and, when present, ``path/test`` as a :class:`DatasetBundle`.
+
+    ``image_size`` is the side of the square the model sees: training takes random-resized crops of that size;
+    evaluation resizes the short side to ``image_size * 256 / 224`` and centre-crops ``image_size`` (the ratio of
+    the standard 256 -> 224 ImageNet evaluation).
+    """
     root = Path(path).expanduser()
     if not root.is_dir():
         raise SenetError(f"imagefolder path {root} is not a folder (expected {root}/train and {root}/val)")
     classes, train_samples = _list_split(root / "train", None)
-    _, val_samples = _list_split(root / "val", {name: i for i, name in enumerate(classes)})
-    train_good, train_bad = scan_images(train_samples, strict=strict)
-    val_good, val_bad = scan_images(val_samples, strict=strict)
-    bad = train_bad + val_bad
+    class_to_idx = {name: i for i, name in enumerate(classes)}
+    splits = {"train": train_samples, "val": _list_split(root / "val", class_to_idx)[1]}
+    if (root / "test").is_dir():
+        splits["test"] = _list_split(root / "test", class_to_idx)[1]
+    scanned = {name: scan_images(samples, strict=strict) for name, samples in splits.items()}
+    bad = [item for _, skipped in scanned.values() for item in skipped]
     if bad:
-        warnings.warn(
-            f"imagefolder {root}: skipped {len(bad)} unreadable image(s) (train {len(train_bad)}, val {len(val_bad)}),"
-            f" first: {bad[0][0]} ({bad[0][1]})",
-            stacklevel=4,
-        )
-    if not train_good or not val_good:
-        raise SenetError(f"imagefolder {root}: no readable images left in {'train' if not train_good else 'val'}")
+        counts = ", ".join(f"{name} {len(skipped)}" for name, (_, skipped) in scanned.items())
+        warnings.warn(f"imagefolder {root}: skipped {len(bad)} unreadable image(s) ({counts}), first: {bad[0][0]} "
+                      f"({bad[0][1]})", stacklevel=4)
+    for name, (good, _) in scanned.items():
+        if not good:
+            raise SenetError(f"imagefolder {root}: no readable images left in {name}")
     eval_tf = imagenet_eval_transform(image_size, resize=round(image_size * 256 / 224))
     train_tf = imagenet_train_transform(image_size) if augment else eval_tf
+
+    def dataset(name: str, transform) -> ImageFolderDataset | None:
+        if name not in scanned:
+            return None
+        good, skipped = scanned[name]
+        return ImageFolderDataset(good, transform, strict=strict, skipped=skipped)
+
     return DatasetBundle(
         name=f"imagefolder:{root}",
-        train=ImageFolderDataset(train_good, train_tf, strict=strict, skipped=train_bad),
-        val=ImageFolderDataset(val_good, eval_tf, strict=strict, skipped=val_bad),
+        train=dataset("train", train_tf),
+        val=dataset("val", eval_tf),
+        test=dataset("test", eval_tf),
         num_classes=len(classes),
         class_names=classes,
         in_chans=3,

@@ -29,11 +29,13 @@ class SyntheticOptions:
     chans: int = 1
     train: int = 512
     val: int = 256
+    test: int = 128
     noise: float = 0.5
     seed: int = 0
 
 
-_LIMITS = {"classes": (2, 1000), "size": (4, 512), "chans": (1, 16), "train": (1, 1_000_000), "val": (1, 1_000_000)}
+_LIMITS = {"classes": (2, 1000), "size": (4, 512), "chans": (1, 16), "train": (1, 1_000_000), "val": (1, 1_000_000),
+           "test": (1, 1_000_000)}
 
 
 def parse_synthetic_options(text: str) -> SyntheticOptions:
@@ -60,8 +62,9 @@ def parse_synthetic_options(text: str) -> SyntheticOptions:
     return SyntheticOptions(**values)
 
 
-def make_synthetic_images(opts: SyntheticOptions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(train_images, train_labels, val_images, val_labels)``; uint8 images ``(N, chans, size, size)``."""
+def make_synthetic_images(opts: SyntheticOptions) -> tuple[torch.Tensor, ...]:
+    """``(train_images, train_labels, val_images, val_labels, test_images, test_labels)``; uint8 images
+    ``(N, chans, size, size)``. The test images are drawn last, so they leave the train and val images unchanged."""
     gen = torch.Generator().manual_seed(opts.seed)
     coarse = torch.randn(opts.classes, opts.chans, 4, 4, generator=gen)
     patterns = F.interpolate(coarse, size=(opts.size, opts.size), mode="bilinear", align_corners=False)
@@ -77,13 +80,14 @@ def make_synthetic_images(opts: SyntheticOptions) -> tuple[torch.Tensor, torch.T
 
     train_x, train_y = draw(opts.train)
     val_x, val_y = draw(opts.val)
-    return train_x, train_y, val_x, val_y
+    test_x, test_y = draw(opts.test)
+    return train_x, train_y, val_x, val_y, test_x, test_y
 
 
 def load_synthetic(options: str = "", *, augment: bool = True) -> DatasetBundle:
     """The synthetic set as a :class:`DatasetBundle`; ``options`` is the text after ``synthetic:``."""
     opts = parse_synthetic_options(options)
-    train_x, train_y, val_x, val_y = make_synthetic_images(opts)
+    train_x, train_y, val_x, val_y, test_x, test_y = make_synthetic_images(opts)
     scaled = train_x.to(torch.float32) / 255.0
     mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
     std = tuple(max(s, 1e-3) for s in scaled.std(dim=(0, 2, 3)).tolist())
@@ -92,6 +96,7 @@ def load_synthetic(options: str = "", *, augment: bool = True) -> DatasetBundle:
         name=f"synthetic:{options.strip()}" if options.strip() else "synthetic",
         train=ImageTensorDataset(train_x, train_y, mean, std, train_augment),
         val=ImageTensorDataset(val_x, val_y, mean, std, None),
+        test=ImageTensorDataset(test_x, test_y, mean, std, None),
         num_classes=opts.classes,
         class_names=[f"class_{i}" for i in range(opts.classes)],
         in_chans=opts.chans,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
@@ -70,6 +71,8 @@ class ImageTensorDataset(Dataset):
         labels: integer tensor ``(N,)``.
         mean, std: per-channel statistics of the ``[0, 1]``-scaled images, used to normalise.
         augment: a :class:`BatchAugment` applied before normalising, or ``None`` for evaluation.
+        resize: ``(H, W)`` to resample every image to (bilinear, antialiased when shrinking) after augmenting and
+            before normalising, so a small image can feed a model that needs a larger input; None keeps the size.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class ImageTensorDataset(Dataset):
         mean: Sequence[float],
         std: Sequence[float],
         augment: BatchAugment | None = None,
+        resize: tuple[int, int] | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -94,6 +98,13 @@ class ImageTensorDataset(Dataset):
         self._prepared = self.augment.prepare(self.images) if self.augment is not None else None
         self._normalize = Normalize(self.mean, self.std)
         self._generator: torch.Generator | None = None
+        native = (int(images.shape[2]), int(images.shape[3]))
+        self.resize = None if resize is None or tuple(resize) == native else (int(resize[0]), int(resize[1]))
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the items (after any resize)."""
+        return self.resize or (int(self.images.shape[2]), int(self.images.shape[3]))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -113,6 +124,10 @@ class ImageTensorDataset(Dataset):
                 images = self.augment.gather(self._prepared, index, self._current_generator())
             else:
                 images = self.images[index]
+            if self.resize is not None:
+                shrink = self.resize[0] < images.shape[2] or self.resize[1] < images.shape[3]
+                images = F.interpolate(images.to(torch.float32), size=self.resize, mode="bilinear",
+                                       align_corners=False, antialias=shrink)
             return self._normalize(images), self.labels[index]
 
     def reseed(self, seed: int | None) -> None:
@@ -127,12 +142,18 @@ class ImageTensorDataset(Dataset):
     def subset(self, indices: Sequence[int] | Tensor) -> ImageTensorDataset:
         """A new dataset holding only ``indices`` (a copy of those images; same statistics and augmentation)."""
         index = torch.as_tensor(indices, dtype=torch.int64)
-        return ImageTensorDataset(self.images[index], self.labels[index], self.mean, self.std, self.augment)
+        return ImageTensorDataset(self.images[index], self.labels[index], self.mean, self.std, self.augment,
+                                  self.resize)
 
     def with_augment(self, augment: BatchAugment | None) -> ImageTensorDataset:
         """The same images (shared, not copied) with another augmentation."""
-        return ImageTensorDataset(self.images, self.labels, self.mean, self.std, augment)
+        return ImageTensorDataset(self.images, self.labels, self.mean, self.std, augment, self.resize)
+
+    def resized(self, size: tuple[int, int] | None) -> ImageTensorDataset:
+        """The same images (shared, not copied) resampled to ``size`` on access (None: their stored size)."""
+        return ImageTensorDataset(self.images, self.labels, self.mean, self.std, self.augment, size)
 
     def __repr__(self) -> str:
         n, c, h, w = self.images.shape
-        return f"ImageTensorDataset(n={n}, shape=({c}, {h}, {w}), augment={self.augment})"
+        size = f", resize={self.resize}" if self.resize else ""
+        return f"ImageTensorDataset(n={n}, shape=({c}, {h}, {w}), augment={self.augment}{size})"

@@ -22,7 +22,15 @@ import torch
 from torch import nn
 
 from senet.errors import ConfigError, SenetError
-from senet.interop.layouts import LAYOUTS, STAGE_DEPTHS, SourceLayout, get_layout, stage_depths
+from senet.interop.layouts import (
+    LAYOUTS,
+    STAGE_DEPTHS,
+    SourceLayout,
+    check_layout,
+    detect_layout,
+    get_layout,
+    stage_depths,
+)
 
 __all__ = ["ConversionReport", "convert_weights", "infer_model_name", "save_converted"]
 
@@ -130,16 +138,6 @@ def _fits(model: nn.Module, state: StateDict) -> bool:
     return not extra and needed <= state.keys() and all(own[k].shape == state[k].shape for k in needed)
 
 
-def _layout_hint(raw: StateDict, layout: SourceLayout) -> str:
-    """A pointer to the other layout when the keys plainly belong to it."""
-    caffe_like = any(k.startswith(("layer0.", "last_linear.")) or ".se_module." in k for k in raw)
-    if layout.name == "timm" and caffe_like:
-        return " - these keys (layer0.*, se_module, last_linear) are the Caffe port's: try --from caffe-port"
-    if layout.name == "caffe-port" and not caffe_like and "conv1.weight" in raw:
-        return " - these keys (conv1.*, no layer0.*) look like timm's: try --from timm"
-    return ""
-
-
 def infer_model_name(state: StateDict, layout: SourceLayout) -> str:
     """The one model of ``layout.targets`` whose tensor names and shapes match ``state`` (already renamed).
 
@@ -159,24 +157,30 @@ def infer_model_name(state: StateDict, layout: SourceLayout) -> str:
 
 def convert_weights(
     state_dict_or_path: Mapping[str, torch.Tensor] | str | Path,
-    source: str = "timm",
+    source: str | None = None,
     model: str | None = None,
 ) -> tuple[nn.Module, ConversionReport]:
     """Build our model and fill it with a peer's weights; return ``(model, report)``, the model in eval mode.
 
     Args:
-        state_dict_or_path: a state dict, or a ``.safetensors``/``.pth``/``.bin`` file (or a saved-model folder).
-        source: ``"timm"`` or ``"caffe-port"`` (see :mod:`senet.interop.layouts`).
+        state_dict_or_path: a state dict, or a ``.safetensors``/``.pth``/``.bin`` file.
+        source: ``"timm"``, ``"caffe-port"`` or ``"torchvision"`` (see :mod:`senet.interop.layouts`); None reads
+            the layout from the keys. A layout the keys contradict is refused, naming the layout they show: the
+            stride placement and pooling follow the layout, so a wrong one would compute another function.
         model: our model name (``se_resnet50``) or the peer's (``seresnet50``, ``legacy_seresnet50``); None infers
             it from the tensors.
 
     Raises:
-        SenetError: the file is not a plain state dict, or its tensors do not fit the model (the message lists
-            the missing and unexpected keys and the shape mismatches, named after renaming).
+        SenetError: the file is a senet model already, is not a plain state dict, its keys contradict ``source``,
+            or its tensors do not fit the model (the message lists the missing and unexpected keys and the shape
+            mismatches, named after renaming).
     """
-    layout = get_layout(source)
+    if source is not None:
+        get_layout(source)  # an unknown name is a ConfigError before the file is read
+    _refuse_senet_file(state_dict_or_path)
     raw, origin = _read(state_dict_or_path)
     raw = _strip_wrapper_prefix(raw)
+    layout = get_layout(check_layout(detect_layout(raw), source))
     state = layout.map_keys(raw)
     renamed = sum(1 for a, b in zip(raw, state) if a != b)
     inferred = model is None
@@ -193,15 +197,26 @@ def convert_weights(
     filled = _fill_bn_counters(net, state)
     from senet.io import load_state_dict_strict
 
-    try:
-        load_state_dict_strict(net, state, f"{origin} (keys after renaming from the {layout.name} layout to {name})")
-    except SenetError as exc:
-        raise SenetError(f"{exc}{_layout_hint(raw, layout)}") from None
+    load_state_dict_strict(net, state, f"{origin} (keys after renaming from the {layout.name} layout to {name})")
     net.eval()
     report = ConversionReport(source=layout.name, model=name, kwargs=kwargs, tensors=len(raw), renamed=renamed,
                               inferred=inferred, filled=filled, origin=origin)
     net.senet_conversion = report.as_dict()
     return net, report
+
+
+def _refuse_senet_file(path: Any) -> None:
+    """A file that already names its senet architecture needs no conversion (and renaming it could only harm)."""
+    if not isinstance(path, (str, Path)) or not (Path(path).is_dir() or Path(path).suffix == ".safetensors"):
+        return
+    from senet.io import read_config
+
+    try:
+        entry = read_config(path)["model"]
+    except (SenetError, FileNotFoundError, OSError):
+        return
+    raise SenetError(f"{path} is already a senet model ({entry['name']}, senet layout): nothing to convert; "
+                     f"load it with senet.load_model or pass it to `senet train --init-from` as it is")
 
 
 def save_converted(model: nn.Module, out: str | Path, report: ConversionReport | None = None) -> Path:

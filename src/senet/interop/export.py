@@ -89,10 +89,23 @@ def _prepare(model_or_path: nn.Module | str | Path) -> nn.Module:
     return model
 
 
+def trained_input_size(model: nn.Module) -> tuple[int, int, int] | None:
+    """(C, H, W) of the images the run that saved ``model`` trained on (its ``config.json`` dataset entry), or
+    None for a model that carries no such record."""
+    dataset = (getattr(model, "senet_saved_config", None) or {}).get("dataset")
+    if not isinstance(dataset, dict) or "in_chans" not in dataset or "image_size" not in dataset:
+        return None
+    size = dataset["image_size"]
+    height, width = (size, size) if isinstance(size, int) else size
+    return int(dataset["in_chans"]), int(height), int(width)
+
+
 def _input_size(model: nn.Module, input_size: Sequence[int] | None) -> tuple[int, int, int]:
     from senet.models import default_input_size
 
-    size = tuple(int(v) for v in (input_size if input_size is not None else default_input_size(model)))
+    if input_size is None:
+        input_size = trained_input_size(model) or default_input_size(model)
+    size = tuple(int(v) for v in input_size)
     if len(size) != 3 or min(size) < 1:
         raise ConfigError(f"input size must be three positive integers C H W, got {tuple(input_size or ())}")
     return size
@@ -251,7 +264,8 @@ def export_model(
 
     Args:
         format: ``"onnx"`` or ``"torchscript"``.
-        input_size: (C, H, W) of the example input; default the model's own (``default_input_size``).
+        input_size: (C, H, W) of the example input; default the size the run that saved the model trained at
+            (its ``config.json``), else the model's own (``default_input_size``).
         dynamic_batch: ONNX: leave the batch dimension symbolic. Either format is then checked at two batch sizes.
         opset: ONNX opset (default 18); giving one with another ``format`` raises ConfigError.
         verify: run the written file and compare with PyTorch within ``atol`` (ONNX needs onnxruntime).

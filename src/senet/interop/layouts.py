@@ -17,6 +17,9 @@ Layouts:
 64-channel SE has 8 hidden units, not 4). timm's deep stem (``conv1.0``, ``conv1.1``, ``conv1.3``, ``conv1.4``,
 ``conv1.6``, ``bn1``) becomes our ``conv1, bn1, conv2, bn2, conv3, bn3``.
 
+``torchvision`` - torchvision's ResNets/ResNeXts (and timm's plain ``resnet*``, which share their keys and their
+architecture: stride on the 3x3, padded stem max-pool). Keys need no renaming; converted like ``timm``.
+
 ``caffe-port`` - the port of the official Caffe release used by ``pretrainedmodels`` (``se_resnet50``, ...,
 ``senet154``) and by timm's ``legacy_se*`` models: the stem is ``layer0.*``, the SE block ``se_module``, the
 classifier ``last_linear``. SE-ResNet bottlenecks put the stride on the first 1x1 (the paper's placement), while
@@ -34,7 +37,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["LAYOUTS", "STAGE_DEPTHS", "SourceLayout", "get_layout", "stage_depths"]
+__all__ = ["LAYOUTS", "STAGE_DEPTHS", "SourceLayout", "check_layout", "detect_layout", "get_layout", "stage_depths"]
 
 StateDict = dict[str, torch.Tensor]
 
@@ -153,7 +156,53 @@ LAYOUTS: dict[str, SourceLayout] = {
                  "legacy_seresnext101_32x4d": "se_resnext101_32x4d", "legacy_senet154": "senet154"},
         targets=_SE_TARGETS,
     ),
+    "torchvision": SourceLayout(
+        name="torchvision",
+        description="torchvision.models resnet*/resnext*/wide_resnet* (timm's plain resnet* share these keys)",
+        map_keys=dict,
+        model_kwargs=_timm_kwargs,
+        targets=_PLAIN_TARGETS,
+    ),
 }
+
+#: Layouts whose files may carry each other's keys: a timm file of a plain ResNet has torchvision's keys.
+_COMPATIBLE = {("timm", "torchvision")}
+
+
+def detect_layout(state: StateDict) -> str:
+    """The layout of a state dict, read from its key names: ``caffe-port``, ``timm`` or ``torchvision``.
+
+    ``layer0.*`` / ``se_module`` / ``last_linear`` are the Caffe port's alone; timm's deep stem (``conv1.0``) or SE
+    blocks (``layerI.J.se.fc1``) on torchvision-style names are timm's; plain ResNet keys (``conv1``, ``layerI.J``,
+    ``fc``, no SE) are torchvision's. Anything else raises :class:`~senet.errors.SenetError` naming a few keys.
+    A senet file is recognised before this by the architecture it carries (see :func:`senet.io.read_config`).
+    """
+    from senet.errors import SenetError
+
+    keys = list(state)
+    if any(k.startswith(("layer0.", "last_linear.")) or ".se_module." in k for k in keys):
+        return "caffe-port"
+    resnet_like = any(re.match(r"layer\d+\.\d+\.conv\d\.weight$", k) for k in keys)
+    if resnet_like and ("conv1.0.weight" in state or any(re.search(r"\.se\.fc1\.weight$", k) for k in keys)):
+        return "timm"
+    if resnet_like and "conv1.weight" in state:
+        return "torchvision"
+    shown = ", ".join(keys[:4]) + (" ..." if len(keys) > 4 else "")
+    raise SenetError(f"cannot tell the layout of these weights (keys {shown}): the converter reads timm, "
+                     f"Caffe-port (pretrainedmodels) and torchvision ResNet-family checkpoints")
+
+
+def check_layout(found: str, given: str | None) -> str:
+    """``given`` (a layout name) when the keys allow it, else the detected ``found``; a contradiction raises."""
+    from senet.errors import SenetError
+
+    if given is None:
+        return found
+    layout = get_layout(given).name
+    if layout != found and (layout, found) not in _COMPATIBLE:
+        raise SenetError(f"--from {layout} does not fit this file: its keys are in the {found} layout "
+                         f"({LAYOUTS[found].description}); drop --from or pass --from {found}")
+    return layout
 
 
 def get_layout(source: str) -> SourceLayout:

@@ -155,14 +155,15 @@ class SqueezeExcite(keras.layers.Layer):
 
 
 def squeeze_excite_block(
-    x: Any, ratio: float = 16, name: str | None = None, *, use_bias: bool = False, data_format: str | None = None
+    x: Any, ratio: float = 2, name: str | None = None, *, use_bias: bool = False, data_format: str | None = None
 ) -> Any:
     """The notebook's functional SE block: return U * s for the feature map ``x`` (Keras tensor or array).
 
     Built from built-in layers named ``{name}_squeeze`` (global average pooling), ``{name}_fc1`` (Dense C // r,
     ReLU), ``{name}_fc2`` (Dense C, sigmoid: its output is the excitation s, shape (N, C)), ``{name}_reshape`` and
     ``{name}_scale`` (Multiply); both Dense layers are He-normal initialised. With ``name=None`` Keras picks the
-    names. ``ratio`` is r: ``ValueError`` unless 1 <= r <= C.
+    names. ``ratio`` is r: ``ValueError`` unless 1 <= r <= C. The defaults are the notebook's (r = 2, no
+    biases, He-normal), so code written for the notebook builds the same block; the paper's models use r = 16.
     """
     data_format = _data_format(data_format)
     channels = _channels(x.shape, data_format, "squeeze_excite_block")

@@ -8,7 +8,8 @@ Layouts differ in three places, handled here for any channel count:
   first), PyTorch in (C, H, W) order; so the Dense kernel (H*W*C, K) is reordered, not just transposed, into
   PyTorch's Linear weight (K, C*H*W).
 
-Biases keep their shape. The Keras models end in softmax and the PyTorch ones in logits, so after a copy
+Keras layers are matched by the names :mod:`senet.keras.models` gives them, or, for a model built with the
+notebook's own code (Keras's default names), by their order and type. Biases keep their shape. The Keras models end in softmax and the PyTorch ones in logits, so after a copy
 ``softmax(torch_model(x_nchw))`` equals ``keras_model(x_nhwc)``.
 """
 
@@ -41,15 +42,57 @@ class _Pair:
     kind: str  # "conv" | "pointwise" | "flatten_dense"
 
 
-def _keras_se_denses(model: keras.Model) -> tuple[Any, Any]:
-    """W1, W2 of the model's SE block named ``se``: a SqueezeExcite layer or a ``squeeze_excite_block``."""
+def _notebook_layers(model: keras.Model) -> dict[str, Any]:
+    """The Keras layers playing each part of a notebook model: ``conv``, ``fc1``, ``fc2``, ``proj``, ``flatten``,
+    ``fc`` and (SE-residual only) ``residual``.
+
+    Models from :func:`senet.keras.notebook_simple` are found by their layer names. A model built with the
+    notebook's own code has Keras's default names (``conv2d``, ``dense_1``, ...), so it is read by structure: in
+    layer order, two Conv2D (conv, proj), the SE block's two Dense layers (or one :class:`SqueezeExcite`), one
+    Flatten, then the classifier Dense, and an Add for the residual model.
+    """
     names = {layer.name for layer in model.layers}
-    if "se" in names and isinstance(model.get_layer("se"), SqueezeExcite):
-        block = model.get_layer("se")
-        return block.fc1, block.fc2
-    if {"se_fc1", "se_fc2"} <= names:
-        return model.get_layer("se_fc1"), model.get_layer("se_fc2")
-    raise ConfigError(f"Keras model {model.name!r} has no SE block named 'se' (expected a senet.keras notebook model)")
+    if {"conv", "proj", "flatten", "fc"} <= names:
+        found = {role: model.get_layer(role) for role in ("conv", "proj", "flatten", "fc")}
+        if "se" in names and isinstance(model.get_layer("se"), SqueezeExcite):
+            found["fc1"], found["fc2"] = model.get_layer("se").fc1, model.get_layer("se").fc2
+        elif {"se_fc1", "se_fc2"} <= names:
+            found["fc1"], found["fc2"] = model.get_layer("se_fc1"), model.get_layer("se_fc2")
+        else:
+            raise ConfigError(f"Keras model {model.name!r} has no SE block named 'se' (expected a senet.keras "
+                              f"notebook model)")
+        if "residual" in names:
+            found["residual"] = model.get_layer("residual")
+        return found
+    return _layers_by_structure(model)
+
+
+def _layers_by_structure(model: keras.Model) -> dict[str, Any]:
+    layers = model.layers
+    convs = [layer for layer in layers if isinstance(layer, keras.layers.Conv2D)]
+    flattens = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Flatten)]
+    se_layers = [layer for layer in layers if isinstance(layer, SqueezeExcite)]
+    adds = [layer for layer in layers if isinstance(layer, keras.layers.Add)]
+    expected = ("the notebook's layers: Conv2D, the SE block (GlobalAveragePooling2D, Dense, Dense, Multiply), "
+                "[Add,] Conv2D 1x1, Flatten, Dense classifier")
+    if len(convs) != 2 or len(flattens) != 1 or len(adds) > 1 or len(se_layers) > 1:
+        raise ConfigError(f"Keras model {model.name!r} is not a notebook model: expected {expected}; it has "
+                          f"{len(convs)} Conv2D, {len(flattens)} Flatten, {len(adds)} Add")
+    before = [layer for layer in layers[: flattens[0]] if isinstance(layer, keras.layers.Dense)]
+    after = [layer for layer in layers[flattens[0]:] if isinstance(layer, keras.layers.Dense)]
+    if not after:
+        raise ConfigError(f"Keras model {model.name!r} ends at its Flatten, without the Dense classifier (the "
+                          f"notebook passed the Flatten as the model output by mistake): build the model with the "
+                          f"classifier's output, keras.Model(inputs, outputs)")
+    se_denses = (se_layers[0].fc1, se_layers[0].fc2) if se_layers else tuple(before)
+    if len(se_denses) != 2 or len(after) != 1:
+        raise ConfigError(f"Keras model {model.name!r} is not a notebook model: expected {expected}; it has "
+                          f"{len(before) + len(after)} Dense layers")
+    found = {"conv": convs[0], "proj": convs[1], "fc1": se_denses[0], "fc2": se_denses[1],
+             "flatten": layers[flattens[0]], "fc": after[0]}
+    if adds:
+        found["residual"] = adds[0]
+    return found
 
 
 def _check_torch_model(torch_model: nn.Module) -> None:
@@ -64,33 +107,26 @@ def _check_torch_model(torch_model: nn.Module) -> None:
 def _pairs(keras_model: keras.Model, torch_model: nn.Module) -> list[_Pair]:
     """Match the layers of the two notebook models, refusing anything else with a clear message."""
     _check_torch_model(torch_model)
-    keras_names = {layer.name for layer in keras_model.layers}
-    missing = [name for name in ("conv", "proj", "flatten", "fc") if name not in keras_names]
-    if missing:
-        raise ConfigError(
-            f"Keras model {keras_model.name!r} lacks layer(s) {', '.join(missing)}: "
-            "expected senet.keras.notebook_simple() or notebook_se_residual()"
-        )
-    keras_residual = "residual" in keras_names
+    layers = _notebook_layers(keras_model)
+    keras_residual = "residual" in layers
     if keras_residual != bool(getattr(torch_model, "residual", False)):
         kinds = {True: "SE-residual", False: "simple"}
         raise ConfigError(
             f"the Keras model is the {kinds[keras_residual]} notebook model but the PyTorch one is the "
             f"{kinds[bool(getattr(torch_model, 'residual', False))]} one; build matching models"
         )
-    fc1, fc2 = _keras_se_denses(keras_model)
     return [
-        _Pair("conv", keras_model.get_layer("conv"), torch_model.conv, "conv"),
-        _Pair("se.fc1", fc1, torch_model.se.fc1, "pointwise"),
-        _Pair("se.fc2", fc2, torch_model.se.fc2, "pointwise"),
-        _Pair("proj", keras_model.get_layer("proj"), torch_model.proj, "conv"),
-        _Pair("fc", keras_model.get_layer("fc"), torch_model.fc, "flatten_dense"),
+        _Pair("conv", layers["conv"], torch_model.conv, "conv"),
+        _Pair("se.fc1", layers["fc1"], torch_model.se.fc1, "pointwise"),
+        _Pair("se.fc2", layers["fc2"], torch_model.se.fc2, "pointwise"),
+        _Pair("proj", layers["proj"], torch_model.proj, "conv"),
+        _Pair("fc", layers["fc"], torch_model.fc, "flatten_dense"),
     ]
 
 
 def _flatten_chw(keras_model: keras.Model) -> tuple[int, int, int]:
     """(C, H, W) of the feature map that the Keras Flatten receives."""
-    flatten = keras_model.get_layer("flatten")
+    flatten = _notebook_layers(keras_model)["flatten"]
     _, *dims = flatten.input.shape
     if flatten.data_format == "channels_last":
         height, width, channels = dims
@@ -203,15 +239,15 @@ def keras_to_torch(keras_model: keras.Model, torch_model: nn.Module | None = Non
     if torch_model is None:
         from senet.models import create_model
 
-        conv = keras_model.get_layer("conv")
-        channels_last = conv.data_format == "channels_last"
+        layers = _notebook_layers(keras_model)
+        channels_last = layers["conv"].data_format == "channels_last"
         _, *dims = keras_model.inputs[0].shape
         in_chans, image_size = (dims[2], dims[0]) if channels_last else (dims[0], dims[1])
-        fc1, fc2 = _keras_se_denses(keras_model)
-        residual = "residual" in {layer.name for layer in keras_model.layers}
+        fc1, fc2 = layers["fc1"], layers["fc2"]
+        residual = "residual" in layers
         torch_model = create_model(
             _TORCH_NAMES[residual],
-            num_classes=keras_model.get_layer("fc").units,
+            num_classes=layers["fc"].units,
             in_chans=int(in_chans),
             image_size=int(image_size),
             reduction=_ratio(fc2.units, fc1.units),

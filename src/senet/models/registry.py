@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -64,9 +65,22 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
                 f"it accepts {', '.join(sig.parameters) or 'none'}"
             )
     try:
-        model = builder(**kwargs)
-    except TypeError as exc:  # e.g. an unexpected keyword forwarded to a block
-        raise ConfigError(f"model {name!r}: {exc}") from exc
+        with warnings.catch_warnings():  # a zero width is refused below, with its name, instead
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+            model = builder(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, IndexError, ZeroDivisionError, RuntimeError) as exc:
+        # Arguments outside what the architecture can take (an unexpected keyword forwarded to a block, a width of
+        # 0, ...) fail deep inside construction; name the model and the arguments instead.
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "its defaults"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot build model {name!r} with {given}: {reason}") from exc
+    empty = next((n for n, p in model.named_parameters() if p.numel() == 0), None)
+    if empty is not None:  # a width or channel count of 0 builds, then fails in the first forward pass
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "its defaults"
+        raise ConfigError(f"cannot build model {name!r} with {given}: layer {empty} would have no weights "
+                          f"(a width or channel count of 0)")
     model.senet_config = {"name": name, "kwargs": dict(kwargs)}
     return model
 

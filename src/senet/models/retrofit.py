@@ -147,6 +147,7 @@ def add_se(
     gate: str | Callable[[], nn.Module] | None = None,
     se_bias: bool | None = None,
     se_stages: Sequence[int] | None = None,
+    init: str = "random",
     **attn_kwargs: Any,
 ) -> nn.Module:
     """Insert SE blocks into ``model`` in place and return it (see the module docstring for what is supported).
@@ -156,7 +157,13 @@ def add_se(
         reduction, squeeze, gate, se_bias: SqueezeExcite's r (16 by default), F_sq, sigma and FC biases; only
             the ones given are passed on. Other keyword arguments go to the attention layer as well.
         se_stages: for ResNets, which of the paper's stages 2..5 get SE (Table 13); default all.
+        init: ``"random"`` (the layer's own initialisation: gates near 0.5, so a trained network's function
+            changes) or ``"identity"``: W2 = 0, b2 = 0 and the layer feeding each SE scaled by 1 / sigma(0), so
+            the network computes exactly what it did before (:func:`senet.models.se_init.init_se_identity_`) -
+            the choice for adding SE to pretrained weights.
     """
+    if init not in ("random", "identity"):
+        raise ConfigError(f"unknown init {init!r}; choose random or identity")
     factory = make_attn_factory(attn_layer, reduction=reduction, squeeze=squeeze, gate=gate, se_bias=se_bias,
                                 attn_kwargs=attn_kwargs)
     if factory is None:
@@ -189,6 +196,10 @@ def add_se(
         raise ConfigError(f"add_se does not support {type(model).__name__}; it supports {_SUPPORTED}")
     if added == 0:
         raise ConfigError(f"add_se found no place for SE in {type(model).__name__} (se_stages={se_stages!r})")
+    if init == "identity":
+        from senet.models.se_init import init_se_identity_
+
+        init_se_identity_(model)  # add_se refuses models that had SE blocks, so these are all new
     return model
 
 

@@ -33,15 +33,51 @@ def resolve_config(config: TrainConfig | dict[str, Any] | str | Path) -> TrainCo
     else:
         raise ConfigError(f"train() takes a TrainConfig, a mapping or a YAML path, not {type(config).__name__}")
     if not config.resume:
-        return config.validate()
+        return _with_source_architecture(_with_optimizer_defaults(config, given)).validate()
     saved = make_config(read_run_file(config.out_dir))
     changed = [f"{k}={given[k]!r} (the run has {getattr(saved, k)!r})" for k in sorted(given)
-               if k not in RUNTIME_KEYS and given[k] != getattr(saved, k)]
+               if k not in RUNTIME_KEYS and not _same_as_saved(k, given[k], getattr(saved, k))]
     if changed:
         raise ConfigError(f"--resume continues {config.out_dir} with its saved recipe; these differ: "
                           f"{'; '.join(changed)} (use a new --out to change the recipe)")
     runtime = {k: v for k, v in config.to_dict().items() if k in RUNTIME_KEYS and k in given}
     return make_config({**runtime, "out": str(config.out_dir), "resume": True}, base=saved).validate()
+
+
+#: The lr AdamW starts from when none is given (the SGD default of 0.1 would diverge).
+ADAMW_DEFAULT_LR = 1e-3
+
+
+def _with_optimizer_defaults(config: TrainConfig, given: dict[str, Any]) -> TrainConfig:
+    if config.optimizer == "adamw" and "lr" not in given:
+        return make_config({"lr": ADAMW_DEFAULT_LR}, base=config)
+    return config
+
+
+def _with_source_architecture(config: TrainConfig) -> TrainConfig:
+    """With ``init_from``: the model defaults to the source's, and the source's architecture options (stride
+    placement, stem pooling, SE width) become model options unless given, so the model computes the source's
+    function. Written into the run's recipe, so a resumed run rebuilds the same model without the source."""
+    if not config.init_from:
+        return config
+    from senet.train.init_from import read_source, source_model_args
+
+    source = read_source(config.init_from)
+    args = {**source_model_args(source), **config.model_args} if config.model in ("", source.model) else {
+        **{k: v for k, v in source_model_args(source).items() if k in _STRUCTURE_ARGS}, **config.model_args}
+    return make_config({"model": config.model or source.model, "model_args": args}, base=config)
+
+
+#: Options that fix where a ResNet computes what; kept when fine-tuning into another model of the family (a plain
+#: ResNet's weights into an SE-ResNet), unlike options of the source's own attention blocks.
+_STRUCTURE_ARGS = ("stride_in_1x1", "stem", "stem_width", "stem_pool", "relu_before_attn")
+
+
+def _same_as_saved(key: str, given: Any, saved: Any) -> bool:
+    """``model_args`` given again on resume may be a part of the saved ones (``init_from`` added the rest)."""
+    if key == "model_args" and isinstance(given, dict) and isinstance(saved, dict):
+        return all(k in saved and saved[k] == v for k, v in given.items())
+    return given == saved
 
 
 def train(config: TrainConfig | dict[str, Any] | str | Path) -> TrainResult:
@@ -55,6 +91,9 @@ def train(config: TrainConfig | dict[str, Any] | str | Path) -> TrainResult:
 
     Every option is checked before any work; the output folder must be empty of runs unless ``resume`` or
     ``overwrite`` is set. Resuming a finished run returns its result without training.
+
+    Fine-tuning: ``init_from`` names the weights to start from (:mod:`senet.train.init_from`); ``model`` then
+    defaults to the source's. ``optimizer="adamw"`` starts from lr 1e-3 unless ``lr`` is given.
     """
     config = resolve_config(config)
     require("lightning_fabric", "train", purpose="training")

@@ -3,13 +3,15 @@
 Each (model, seed) pair is an ordinary run folder ``OUT/<model>/seed<k>`` (so ``senet evaluate`` works on it),
 trained sequentially in this process. The summary goes to ``OUT/report.md``, ``OUT/summary.json`` and
 ``OUT/curves.png`` (validation top-1 and training loss per epoch, one line per model: the mean over seeds, with a
-min..max band).
+min..max band). Accuracy in the table is each run's selected model (``best/``, chosen on the validation split) on
+the test split, which each run evaluates once at its end; the validation top-1 of that model is reported beside
+it.
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,18 @@ class ModelSummary:
     macs: int
     train_time: float  # mean seconds per run (all epochs, training and validation)
     images_per_s: float  # mean training throughput
-    top1: list[float]  # final-epoch validation top-1 of each seed
+    top1: list[float]  # each seed's selected model (best/ on validation) on the test split, evaluated once
     top5: list[float]
     runs: list[str]
+    #: Validation top-1 of each seed's selected model (None: the run held out no validation part).
+    val_top1: list[float | None] = field(default_factory=list)
+    #: Where ``top1``/``top5`` come from: ``test``, or ``val`` for a dataset without a test split.
+    split: str = "test"
+
+    @property
+    def val_top1_mean(self) -> float | None:
+        values = [v for v in self.val_top1 if v is not None]
+        return statistics.fmean(values) if values else None
 
     @property
     def top1_mean(self) -> float:
@@ -103,23 +114,34 @@ def compare(
     for name in names:
         runs = results[name]
         stats = model_complexity(create_model(name, **runs[0].model_kwargs), input_size)
+        scores, split = _scores(runs)
         rows.append(ModelSummary(
             model=name, params=stats["params"], se_params=stats["se_params"], macs=stats["macs"],
             train_time=statistics.fmean(r.train_time for r in runs),
             images_per_s=statistics.fmean(r.images_per_s for r in runs),
-            top1=[r.final["val_top1"] for r in runs], top5=[r.final["val_top5"] for r in runs],
-            runs=[str(r.out) for r in runs]))
+            top1=[t1 for t1, _ in scores], top5=[t5 for _, t5 in scores], runs=[str(r.out) for r in runs],
+            val_top1=[r.best_top1 if r.best_epoch else None for r in runs], split=split))
     curves_png = plot_curves({name: [r.history for r in results[name]] for name in names}, out / "curves.png",
                              title=f"{base.data}: {', '.join(names)} ({base.epochs} epochs, {seeds} seed(s))")
     summary = {
         "data": base.data, "input_size": list(input_size), "epochs": base.epochs, "seeds": seeds,
         "recipe": {k: v for k, v in base.recipe().items() if k != "model"},
-        "models": [{**row.__dict__, "top1_mean": row.top1_mean, "top1_std": row.top1_std} for row in rows],
+        "models": [{**row.__dict__, "top1_mean": row.top1_mean, "top1_std": row.top1_std,
+                    "val_top1_mean": row.val_top1_mean} for row in rows],
         "curves_png": str(curves_png), "report_md": str(out / "report.md"),
     }
     atomic_write_json(out / "summary.json", summary)
     write_report(out / "report.md", summary, rows)
     return summary
+
+
+def _scores(runs: list[Any]) -> tuple[list[tuple[float, float]], str]:
+    """(top-1, top-5) of each run's selected model on the test split; without a test split (an image folder with
+    no ``test/``), the selected model's validation numbers, and the split says so."""
+    if all(r.test is not None for r in runs):
+        return [(r.test["top1"], r.test["top5"]) for r in runs], "test"
+    chosen = [next((row for row in r.history if row["epoch"] == r.best_epoch), r.final) for r in runs]
+    return [(row["val_top1"], row["val_top5"]) for row in chosen], "val"
 
 
 def _hw(size: Any) -> tuple[int, int]:

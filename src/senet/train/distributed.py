@@ -1,4 +1,4 @@
-"""Multi-process details of ``senet train``: which strategies are offered, synchronised BatchNorm, who prints.
+"""Multi-process details of ``senet train``: per-process random states, synchronised BatchNorm, who prints.
 
 Batch normalisation (the BN after every convolution of the SE-ResNets, arXiv 1709.01507 section 3) normalises with
 the statistics of the batch it sees. With ``W`` processes each one sees ``B / W`` images of the global batch ``B``,
@@ -17,21 +17,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["GlobalBatchNorm", "gather_rank_states", "is_global_zero", "restore_rank_state", "sharding_strategy_reason",
-           "use_sync_batchnorm"]
-
-#: Lightning Fabric strategies that shard the model across processes. The trainer saves and resumes through the full
-#: ``state_dict`` of the model on rank 0, which a sharded model does not hold, so these are refused.
-_SHARDING = ("fsdp", "deepspeed")
-
-
-def sharding_strategy_reason(strategy: str) -> str | None:
-    """A one-line reason why ``strategy`` is not offered, or None when it is."""
-    if any(name in str(strategy).lower() for name in _SHARDING):
-        return (f"strategy {strategy!r} is not offered: it shards the model, and senet's checkpoints are the full "
-                f"model saved by rank 0, so such a run could not be trusted to resume; use --strategy ddp")
-    return None
-
+__all__ = ["GlobalBatchNorm", "gather_rank_states", "is_global_zero", "restore_rank_state", "use_sync_batchnorm"]
 
 def is_global_zero() -> bool:
     """True outside a distributed job and on its global rank 0: the one process that prints summaries."""

@@ -47,6 +47,8 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_top1: float = 0.0
     best_epoch: int = 0
+    #: The test split's result for the selected model (``DIR/test.json``); None without a test split.
+    test: dict[str, Any] | None = None
 
     @property
     def final(self) -> dict[str, Any]:
@@ -134,13 +136,15 @@ def _claim_out_dir(config: TrainConfig) -> None:
 
 def _on_rank_zero(fabric: Any, fn, *args) -> Any:
     """Run ``fn`` on global rank 0, share its result (or its error message) with every process."""
-    result, error = None, None
+    result, error, failure = None, None, None
     if fabric.is_global_zero:
         try:
             result = fn(*args)
-        except SenetError as exc:
-            error = str(exc)
+        except (SenetError, OSError) as exc:  # OSError: the folder cannot be created or written
+            error, failure = str(exc), exc
     error = fabric.broadcast(error, 0)
+    if failure is not None:
+        raise failure
     if error:
         raise SenetError(error)
     fabric.barrier()
@@ -158,7 +162,8 @@ def _load_data(fabric: Any, config: TrainConfig) -> Any:
     def load() -> Any:
         return load_dataset(config.data, data_dir=config.data_dir, download=config.download,
                             train_subset=config.train_subset, val_subset=config.val_subset, augment=config.augment,
-                            seed=config.seed)
+                            seed=config.seed, val_split=config.val_split, test_subset=config.test_subset,
+                            image_size=config.image_size)
 
     if fabric.world_size == 1:
         return load()
@@ -185,13 +190,25 @@ def _check_batch_fits(config: TrainConfig, train_size: int, world: int) -> None:
 
 
 def _run(fabric: Any, config: TrainConfig) -> TrainResult:
+    """Hold the run folder for the whole run (rank 0), so a second run into the same folder is refused."""
+    lock = _on_rank_zero(fabric, st.lock_run_folder, config.out_dir)
+    try:
+        return _train(fabric, config)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(fabric: Any, config: TrainConfig) -> TrainResult:
     out = config.out_dir
     _on_rank_zero(fabric, _check_out_dir, config)
     saved = st.load_train_state(out) if config.resume and (out / st.STATE_FILE).exists() else None
+    if saved is not None:
+        st.check_state_matches_run(saved, config.recipe(), out)
     bundle = _load_data(fabric, config)
     _check_batch_fits(config, len(bundle.train), fabric.world_size)  # before the run folder is claimed
     kwargs = model_kwargs_for(config, bundle)
-    model, forward_model, fopt = _setup_model(fabric, config, kwargs, saved)
+    model, forward_model, fopt, frozen_norms = _setup_model(fabric, config, kwargs, saved)
     start_epoch, step, history, best = 0, 0, [], {"top1": -1.0, "epoch": 0}
     if saved is not None:
         start_epoch, step, history, best = saved["epoch"], saved["step"], list(saved["history"]), dict(saved["best"])
@@ -203,12 +220,17 @@ def _run(fabric: Any, config: TrainConfig) -> TrainResult:
         st.seed_everything(config.seed + 1_000_003 * fabric.global_rank)  # distinct augmentations per process
 
     train_sampler, train_loader, val_loader = _make_loaders(fabric, config, bundle)
-    generators = {"train": train_loader.generator, "val": val_loader.generator}  # they seed each epoch's augmentation
+    generators = {"train": train_loader.generator}  # they seed each epoch's augmentation
+    if val_loader is not None:
+        generators["val"] = val_loader.generator
     if saved is not None and fabric.global_rank == 0:
         for name, generator in generators.items():
             generator.set_state(saved["data_order"][name])
     if saved is not None:
         restore_rank_state(saved["data_order"].get("ranks"), fabric, generators)
+    if val_loader is None:
+        fabric.print("no validation split (val_split=0): best/ is not kept; the test split is evaluated once at "
+                     "the end, on the final model")
 
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * config.epochs
@@ -225,21 +247,23 @@ def _run(fabric: Any, config: TrainConfig) -> TrainResult:
         train_sampler.set_epoch(epoch)
         bar = progress_bar(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", enabled=show_bar)
         totals, step, lr = _train_one_epoch(fabric, forward_model, fopt, bar, config, schedule, step, epoch,
-                                            last_good_epoch=len(history))
+                                            last_good_epoch=len(history), frozen_norms=frozen_norms)
         train_seconds = time.perf_counter() - epoch_start
-        val = evaluate_loader(forward_model, val_loader, bundle.num_classes, fabric=fabric,
-                              channels_last=config.channels_last).summary()
+        val = {"loss": None, "top1": None, "top5": None} if val_loader is None else evaluate_loader(
+            forward_model, val_loader, bundle.num_classes, fabric=fabric, channels_last=config.channels_last).summary()
         loss_sum, correct, seen = totals
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"], "lr": lr,
                "epoch_time": time.perf_counter() - epoch_start, "images_per_s": seen / train_seconds}
+        _check_finite(row, model, out, len(history))
         history.append(row)
-        improved = row["val_top1"] > best["top1"]
+        improved = row["val_top1"] is not None and row["val_top1"] > best["top1"]
         if improved:
             best = {"top1": row["val_top1"], "epoch": row["epoch"]}
+        shown_val = "no validation" if val_loader is None else (
+            f"val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}")
         fabric.print(f"epoch {row['epoch']}/{config.epochs}: train loss {row['train_loss']:.4f} "
-                     f"acc {row['train_acc']:.4f} | val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} "
-                     f"top-5 {row['val_top5']:.4f} | lr {lr:.4g} | {row['images_per_s']:.0f} img/s, "
+                     f"acc {row['train_acc']:.4f} | {shown_val} | lr {lr:.4g} | {row['images_per_s']:.0f} img/s, "
                      f"{row['epoch_time']:.1f} s")
         ranks = gather_rank_states(fabric, generators)  # a collective: every process's RNG, for an exact resume
         if fabric.is_global_zero:
@@ -248,32 +272,52 @@ def _run(fabric: Any, config: TrainConfig) -> TrainResult:
         fabric.barrier()
     if writer is not None:
         writer.close()
+    from senet.train.final_test import evaluate_test_once
+
+    test = evaluate_test_once(fabric, model, forward_model, bundle, config, best, history)
     return TrainResult(out=out, model=config.model, model_kwargs=kwargs, history=history,
-                       best_top1=max(best["top1"], 0.0), best_epoch=best["epoch"])
+                       best_top1=max(best["top1"], 0.0), best_epoch=best["epoch"], test=test)
 
 
 def _setup_model(fabric: Any, config: TrainConfig, kwargs: dict[str, Any], saved: dict | None):
-    """Build the model (same initial weights on every process), claim the run folder, set up SGD and Fabric.
+    """Build the model (same initial weights on every process; from ``init_from`` when set), freeze what
+    ``freeze`` says, claim the run folder, set up the optimizer and Fabric.
 
-    Returns (the plain model for saving, the Fabric-wrapped - maybe compiled - model for forward, the optimizer).
+    Returns (the plain model for saving, the Fabric-wrapped - maybe compiled - model for forward, the optimizer,
+    the BatchNorms of the frozen part).
     """
     from senet.models import create_model
+    from senet.train.optim import apply_freeze, make_optimizer
 
     st.seed_everything(config.seed)
     model = create_model(config.model, **kwargs)
-    if config.sync_bn:
+    if config.sync_bn:  # before freezing, which keeps the frozen part's BatchNorm layers in eval mode
         model = use_sync_batchnorm(model, fabric)
+    if config.init_from and saved is None:
+        from senet.train.init_from import load_initial_weights, read_source
+
+        fabric.print(load_initial_weights(model, read_source(config.init_from)))
+    frozen_norms = apply_freeze(model, config.freeze)
     _on_rank_zero(fabric, _claim_out_dir, config)  # only now that the data and the model are known to work
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if saved is not None:
-        model.load_state_dict(saved["model"])
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+        _restore(model.load_state_dict, saved["model"], config)
+    optimizer = make_optimizer(model, config)
     forward_model, optimizer = fabric.setup(torch.compile(model) if config.compile else model, optimizer)
-    if saved is not None:
-        optimizer.load_state_dict(saved["optimizer"])  # after setup, so its tensors land on the model's device
-    return model, forward_model, optimizer
+    if saved is not None:  # after setup, so its tensors land on the model's device
+        _restore(optimizer.load_state_dict, saved["optimizer"], config)
+    return model, forward_model, optimizer, frozen_norms
+
+
+def _restore(load: Any, state: dict, config: TrainConfig) -> None:
+    """``load(state)``; a state that does not fit the model or optimizer of ``run.json`` is a SenetError."""
+    try:
+        load(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SenetError(f"cannot resume: {config.out_dir / st.STATE_FILE} does not fit the run described by "
+                         f"{config.out_dir / st.RUN_FILE} ({first}); start again with --overwrite") from exc
 
 
 def _make_loaders(fabric: Any, config: TrainConfig, bundle: Any) -> tuple[DistributedSampler, Any, Any]:
@@ -285,15 +329,18 @@ def _make_loaders(fabric: Any, config: TrainConfig, bundle: Any) -> tuple[Distri
     sampler = DistributedSampler(bundle.train, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
     train_loader = make_loader(bundle.train, per_process_batch, shuffle=False, workers=config.workers,
                                seed=config.seed, drop_last=True, sampler=sampler)
-    val_loader = make_loader(bundle.val, per_process_batch, shuffle=False, workers=config.workers, seed=config.seed,
-                             sampler=ShardSampler(len(bundle.val), rank, world))
+    val_loader = None if bundle.val is None else make_loader(
+        bundle.val, per_process_batch, shuffle=False, workers=config.workers, seed=config.seed,
+        sampler=ShardSampler(len(bundle.val), rank, world))
     return sampler, train_loader, val_loader
 
 
 def _train_one_epoch(fabric: Any, model: nn.Module, optimizer: Any, batches: Any, config: TrainConfig,
-                     schedule: dict[str, Any], step: int, epoch: int, last_good_epoch: int):
+                     schedule: dict[str, Any], step: int, epoch: int, last_good_epoch: int, frozen_norms=()):
     """One pass over the training batches; returns ((loss sum, correct, seen) over all processes, step, last lr)."""
-    model.train()
+    from senet.train.optim import train_mode
+
+    train_mode(model, list(frozen_norms))
     loss_sum, correct, seen, lr = 0.0, 0, 0, config.lr
     start = time.perf_counter()
     for batch in batches:
@@ -308,6 +355,8 @@ def _train_one_epoch(fabric: Any, model: nn.Module, optimizer: Any, batches: Any
         loss_value = _checked_loss(fabric, loss, step, epoch, config.out_dir, last_good_epoch)
         optimizer.zero_grad(set_to_none=True)
         fabric.backward(loss)
+        if config.clip_grad_norm is not None:
+            fabric.clip_gradients(model, optimizer, max_norm=config.clip_grad_norm)
         optimizer.step()
         step += 1
         loss_sum += loss_value * labels.shape[0]
@@ -335,13 +384,29 @@ def _write_epoch(out: Path, model: nn.Module, optimizer: Any, row: dict, history
     st.write_metrics_csv(out, history)
     if writer is not None:
         for key in st.METRIC_COLUMNS[1:]:
-            writer.add_scalar(key, row[key], row["epoch"])
+            if row[key] is not None:
+                writer.add_scalar(key, row[key], row["epoch"])
         writer.flush()
     st.save_train_state(out, {
         "epoch": row["epoch"], "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "rng": st.capture_rng(), "data_order": {**data_order, "seed": config.seed, "epoch": row["epoch"]},
         "history": history, "best": best, "recipe": config.recipe(),
     })
+
+
+def _check_finite(row: dict[str, Any], model: nn.Module, out: Path, last_epoch: int) -> None:
+    """A NaN/inf validation loss, or weights that are no longer finite after the epoch, fail the run before
+    anything of the epoch is written: the checkpoint and ``best/`` of earlier epochs stay as they were."""
+    if row["val_loss"] is None or math.isfinite(row["val_loss"]):  # None: no validation part held out
+        bad = next((name for name, t in model.state_dict().items()
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+        if bad is None:
+            return
+        what = f"weight {bad} is not finite after epoch {row['epoch']}"
+    else:
+        what = f"validation loss is {row['val_loss']} at epoch {row['epoch']}"
+    kept = f"the checkpoint of epoch {last_epoch} in {out} is kept" if last_epoch else "nothing was saved"
+    raise SenetError(f"training diverged: {what}; {kept}; try a lower --lr, a --warmup, or --precision 32")
 
 
 def _checked_loss(fabric: Any, loss: torch.Tensor, step: int, epoch: int, out: Path, last_epoch: int) -> float:

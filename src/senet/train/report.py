@@ -19,18 +19,47 @@ def _top1(row: Any) -> str:
     return f"{_pct(row.top1_mean)} ± {_pct(row.top1_std)}" if len(row.top1) > 1 else _pct(row.top1_mean)
 
 
+def _val(row: Any) -> str:
+    mean = getattr(row, "val_top1_mean", None)
+    return "n/a" if mean is None else _pct(mean)
+
+
 def format_table(rows: list[Any]) -> str:
-    """The main markdown table: one line per model."""
+    """The main markdown table: one line per model; validation and test accuracy in separate columns."""
+    split = rows[0].split if rows else "test"
     lines = [
-        ("| model | params | SE params | multiply-adds | train time / run | images/s | top-1 % (mean ± std) "
-         "| top-5 % |"),
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        (f"| model | params | SE params | multiply-adds | train time / run | images/s | val top-1 % "
+         f"| {split} top-1 % (mean ± std) | {split} top-5 % |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         top5 = sum(r.top5) / len(r.top5)
         lines.append(f"| {r.model} | {r.params:,} | {r.se_params:,} | {r.macs / 1e6:.2f} M | {r.train_time:.0f} s "
-                     f"| {r.images_per_s:.0f} | {_top1(r)} | {_pct(top5)} |")
+                     f"| {r.images_per_s:.0f} | {_val(r)} | {_top1(r)} | {_pct(top5)} |")
     return "\n".join(lines)
+
+
+def _optimizer(recipe: dict[str, Any]) -> str:
+    if recipe.get("optimizer", "sgd") == "adamw":
+        return f"AdamW lr {recipe['lr']} (weight decay {recipe['weight_decay']}, none on norms and biases)"
+    return f"SGD lr {recipe['lr']} (momentum {recipe['momentum']}, weight decay {recipe['weight_decay']})"
+
+
+def _protocol(rows: list[Any], recipe: dict[str, Any]) -> str:
+    """One sentence on which model each run reports and on which split."""
+    split = rows[0].split if rows else "test"
+    held = recipe.get("val_split")
+    if split == "val":
+        return ("Top-1/top-5: the dataset has no test split, so these are the validation numbers of each run's "
+                "selected model (highest validation top-1) - optimistic, since they also selected it.")
+    if str(recipe.get("data", "")).startswith(("imagefolder", "synthetic")):
+        val = "the dataset's own validation images"
+    else:
+        val = ("a seeded part of the training files held out for validation "
+               f"(val_split {held if held is not None else 'default'})")
+    return (f"Val top-1: each run's selected model (highest validation top-1, `best/`) on {val}; test top-1/top-5: "
+            f"that model on the test split, evaluated once at the end of the run (the last epoch's model when "
+            f"val_split is 0).")
 
 
 def write_report(path: str | Path, summary: dict[str, Any], rows: list[Any]) -> Path:
@@ -43,13 +72,13 @@ def write_report(path: str | Path, summary: dict[str, Any], rows: list[Any]) -> 
         f"# {', '.join(r.model for r in rows)} on {summary['data']}",
         "",
         (f"Same recipe and seeds for every model: {summary['epochs']} epochs, batch {recipe['batch_size']}, "
-         f"SGD lr {recipe['lr']} (momentum {recipe['momentum']}, weight decay {recipe['weight_decay']}), "
+         f"{_optimizer(recipe)}, "
          f"{recipe['schedule']} schedule, warmup {recipe['warmup']} epochs, label smoothing "
          f"{recipe['label_smoothing']}, precision {recipe['precision']}; {seeds} seed(s) from {recipe['seed']}."),
         "",
         format_table(rows),
         "",
-        (f"Top-1/top-5: validation (test) split after the last epoch; ± is the sample standard deviation over "
+        (f"{_protocol(rows, recipe)} ± is the sample standard deviation over "
          f"seeds ({'n/a for one seed' if seeds == 1 else f'{seeds} seeds'}). Multiply-adds per {c}x{h}x{w} image: "
          f"{MACS_CONVENTION}. Train time: wall seconds per run including validation; images/s: training "
          f"throughput, which other work on the machine distorts (`benchmarks/bench_train.py` measures the SE "
@@ -66,11 +95,14 @@ def write_report(path: str | Path, summary: dict[str, Any], rows: list[Any]) -> 
             parts.append(f"- {r.model}: top-1 {100 * (r.top1_mean - ref.top1_mean):+.2f} points, parameters "
                          f"{extra_params:+.1f}%, training throughput {speed:+.1f}%")
         parts.append("")
-    parts += ["## Per seed", "", "| model | run folder | top-1 % | top-5 % |", "|---|---|---:|---:|"]
+    split = rows[0].split if rows else "test"
+    parts += ["## Per seed", "", f"| model | run folder | val top-1 % | {split} top-1 % | {split} top-5 % |",
+              "|---|---|---:|---:|---:|"]
     for r in rows:
-        for run, t1, t5 in zip(r.runs, r.top1, r.top5):
+        vals = r.val_top1 or [None] * len(r.runs)
+        for run, v1, t1, t5 in zip(r.runs, vals, r.top1, r.top5):
             shown = Path(run).relative_to(path.parent) if Path(run).is_relative_to(path.parent) else run
-            parts.append(f"| {r.model} | `{shown}` | {_pct(t1)} | {_pct(t5)} |")
+            parts.append(f"| {r.model} | `{shown}` | {'n/a' if v1 is None else _pct(v1)} | {_pct(t1)} | {_pct(t5)} |")
     parts += ["", "## Curves", "", "![validation top-1 and training loss per epoch](curves.png)", "",
               ("Each run folder is a normal `senet train` folder: `senet evaluate <run>` re-evaluates it "
                "(confusion matrix, per-class accuracy); `metrics.csv` holds the per-epoch numbers."), ""]

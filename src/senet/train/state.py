@@ -5,8 +5,11 @@ Layout of a run folder ``DIR``::
     DIR/run.json          the training config, written before the first step (marks the folder as a run)
     DIR/train_state.pt    resume state after the last finished epoch (written last, atomically)
     DIR/model.safetensors + DIR/config.json          the model after the last finished epoch
-    DIR/best/model.safetensors + best/config.json    the model with the best validation top-1 so far
-    DIR/metrics.csv       one row per finished epoch
+    DIR/best/model.safetensors + best/config.json    the model with the best validation top-1 so far (none without
+                                                     a validation split)
+    DIR/metrics.csv       one row per finished epoch (validation columns empty when no validation part is held out)
+    DIR/test.json         the test split's result for the selected model, evaluated once when training ends
+    DIR/.senet.lock       held (``flock``) by the one process writing the folder; see :class:`RunFolderLock`
 
 ``train_state.pt`` holds only tensors, numbers, strings, lists, tuples and dicts: model and optimizer state, the
 epoch and global step, the metric history, the best top-1, and every RNG state (Python, NumPy, torch CPU, CUDA
@@ -20,16 +23,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from typing_extensions import Self  # typing.Self from Python 3.11 on
 
 from senet.errors import SenetError
-from senet.io import CONFIG_FILE, WEIGHTS_FILE, atomic_write_bytes, atomic_write_json
+from senet.io import CONFIG_FILE, WEIGHTS_FILE, atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 
 __all__ = [
     "BEST_DIR",
@@ -37,9 +43,12 @@ __all__ = [
     "METRIC_COLUMNS",
     "RUN_FILE",
     "STATE_FILE",
+    "RunFolderLock",
     "capture_rng",
+    "check_state_matches_run",
     "folder_holds_run",
     "load_train_state",
+    "lock_run_folder",
     "read_run_file",
     "remove_run_files",
     "restore_rng",
@@ -50,6 +59,7 @@ __all__ = [
 ]
 
 RUN_FILE = "run.json"
+LOCK_FILE = ".senet.lock"
 STATE_FILE = "train_state.pt"
 METRICS_FILE = "metrics.csv"
 BEST_DIR = "best"
@@ -57,7 +67,8 @@ STATE_FORMAT = "senet-train-state"
 RUN_FORMAT = "senet-run"
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "lr", "epoch_time",
                   "images_per_s")
-_RUN_FILES = (RUN_FILE, STATE_FILE, METRICS_FILE, WEIGHTS_FILE, CONFIG_FILE)
+TEST_FILE = "test.json"
+_RUN_FILES = (RUN_FILE, STATE_FILE, METRICS_FILE, WEIGHTS_FILE, CONFIG_FILE, TEST_FILE)
 
 
 # ---------------------------------------------------------------------------------------------- RNG
@@ -94,6 +105,93 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def _as_tuple(obj: Any) -> Any:
     return tuple(_as_tuple(o) for o in obj) if isinstance(obj, (list, tuple)) else obj
+
+
+# ---------------------------------------------------------------------------------------------- exclusive claim
+class RunFolderLock:
+    """An exclusive claim of a run folder for one writer, so two runs never mix their files in one folder.
+
+    ``acquire`` creates the folder if needed and takes an ``flock`` on ``DIR/.senet.lock``, which records the
+    holder's process id and host for the message a second writer gets. The operating system drops the lock when
+    the holder exits or is killed, so a crash leaves no stale claim. ``release`` deletes the lock file (and the
+    folder, if acquiring created it and nothing else was written). Without ``fcntl`` (Windows) no lock is taken.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / LOCK_FILE
+        self._fd: int | None = None
+        self._created = False
+
+    def acquire(self) -> Self:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self
+        self._created = not self.directory.exists()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise SenetError(f"{self.directory} is in use by another senet run ({holder}); wait for it to "
+                                 f"finish or choose another --out") from None
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    break  # the file we locked is still the one at the path (not one a releasing holder removed)
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        self._fd = fd
+        for folder in (self.directory, self.directory / BEST_DIR):
+            remove_stale_temporaries(folder)
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None
+        if self._created:
+            try:
+                self.directory.rmdir()  # only succeeds when the run wrote nothing
+            except OSError:
+                pass
+
+    def __enter__(self) -> Self:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lock_run_folder(directory: str | Path) -> RunFolderLock:
+    """Claim ``directory`` for this process (see :class:`RunFolderLock`); the caller releases it."""
+    return RunFolderLock(directory).acquire()
+
+
+def check_state_matches_run(state: dict[str, Any], recipe: dict[str, Any], directory: Path) -> None:
+    """Refuse to resume from a state file written by a different recipe than the folder's ``run.json``.
+
+    Two runs writing one folder (or files copied between folders) leave such a mix; continuing it would train a
+    model that neither recipe describes.
+    """
+    saved = state.get("recipe")
+    if saved is None:
+        return
+    plain_saved, plain_run = json.loads(json.dumps(saved, default=str)), json.loads(json.dumps(recipe, default=str))
+    differ = sorted(k for k in set(plain_saved) | set(plain_run) if plain_saved.get(k) != plain_run.get(k))
+    if differ:
+        shown = "; ".join(f"{k}: {plain_run.get(k)!r} in {RUN_FILE}, {plain_saved.get(k)!r} in {STATE_FILE}"
+                          for k in differ[:3])
+        raise SenetError(f"cannot resume: {directory} mixes two runs ({shown}); start again with --overwrite or "
+                         f"another --out")
 
 
 # ---------------------------------------------------------------------------------------------- state file
@@ -151,6 +249,8 @@ def write_metrics_csv(directory: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _fmt(value: Any) -> str:
+    if value is None:  # no validation split: the val_* columns stay empty
+        return ""
     return repr(value) if isinstance(value, float) else str(value)
 
 
