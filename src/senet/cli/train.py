@@ -55,8 +55,11 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"), help="numeric precision (default 32)")
     g.add_argument("--accelerator", help="cpu, cuda, mps or auto (default auto)")
     g.add_argument("--devices", type=int, help="devices (processes) per node (default 1)")
-    g.add_argument("--strategy", help="auto, ddp, ddp_spawn, fsdp ... (Lightning Fabric strategies; default auto)")
+    g.add_argument("--strategy", help="auto, ddp or ddp_spawn (Lightning Fabric strategies that keep the whole model "
+                                      "on every process; sharding ones such as fsdp are refused; default auto)")
     g.add_argument("--num-nodes", type=int, help="machines (default 1)")
+    g.add_argument("--sync-bn", action="store_true", default=None,
+                   help="BatchNorm statistics over the global batch of all processes (no-op on one process)")
     g.add_argument("--channels-last", action="store_true", default=None, help="channels-last memory format")
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
@@ -142,11 +145,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from senet.train import train
+    from senet.train.distributed import is_global_zero
 
     values, _ = recipe_from_args(args)
     if args.model is not None:
         values["model"] = args.model
     result = train(values)
+    if not is_global_zero():  # every process of a distributed job returns here; one summary is enough
+        return 0
     if result.best_epoch:
         print(f"best val top-1 {result.best_top1:.4f} at epoch {result.best_epoch}", end="; ")
     if result.test is not None:

@@ -36,6 +36,9 @@ FREEZE_MODES = ("none", "all-but-head", "all-but-head-and-se")
 OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("32", "32-true", "bf16-mixed", "16-mixed")
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")
+#: Lightning Fabric strategies that shard the model across processes: refused, because checkpoints are the full
+#: ``state_dict`` saved by rank 0, which a sharded model does not hold (and Fabric runs FSDP on GPUs only).
+SHARDING_STRATEGIES = ("fsdp", "deepspeed")
 
 #: Keys a resumed run may change: where and how it runs, not what it computes.
 RUNTIME_KEYS = frozenset({"out", "resume", "overwrite", "workers", "data_dir", "download", "devices", "strategy",
@@ -156,6 +159,7 @@ class TrainConfig:
     devices: int = _check(checks.Int(1, 4096), 1)
     strategy: str = _check(checks.Text("a Lightning Fabric strategy"), "auto")
     num_nodes: int = _check(checks.Int(1, 100_000), 1)
+    sync_bn: bool = False
     seed: int = _check(checks.Int(0), 0)
     workers: int = _check(checks.Int(0, 1024), 0)
     out: str | None = _check(checks.Path("write-dir"))
@@ -217,6 +221,9 @@ class TrainConfig:
                  f"milestones only apply to --schedule step (got --schedule {self.schedule}); drop --milestones")
         need(self.batch_size % self.world_size == 0,
              f"batch_size {self.batch_size} (the global batch) must divide evenly over {self.world_size} processes")
+        need(not any(name in self.strategy.lower() for name in SHARDING_STRATEGIES),
+             f"strategy {self.strategy!r} is not offered: it shards the model, and senet's checkpoints are the full "
+             f"model saved by rank 0, so such a run could not be trusted to resume; use --strategy ddp")
         need(not (self.resume and self.overwrite), "--resume and --overwrite exclude each other")
         for key in ("num_classes", "in_chans"):
             need(key not in self.model_args or _is_int(self.model_args[key]),

@@ -6,9 +6,9 @@ forward, loss, backward, step, validation, checkpoints - is written out here. On
 
 Reproducibility: a run is a function of its config and seed. The data order of epoch ``e`` comes from a
 ``DistributedSampler`` seeded with ``(seed, e)``; augmentation from the loaders' generators. Those generators and
-every global RNG state are saved with each epoch's checkpoint and restored on ``--resume``, so with ``workers=0``
-on one CPU process a resumed run ends bit-identical to an uninterrupted one (worker processes are persistent, so
-with ``workers > 0`` a resumed run augments differently from the interrupted epoch on).
+every global RNG state, of every process, are saved with each epoch's checkpoint and restored on ``--resume``, so
+with ``workers=0`` on CPU a resumed run ends bit-identical to an uninterrupted one (worker processes are persistent,
+so with ``workers > 0`` a resumed run augments differently from the interrupted epoch on).
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from senet.errors import ConfigError, SenetError
 from senet.progress import progress as progress_bar
 from senet.train import state as st
 from senet.train.config import TrainConfig
+from senet.train.distributed import gather_rank_states, restore_rank_state, use_sync_batchnorm
 from senet.train.metrics import ClassificationMeter
+from senet.train.precision import check_precision, fabric_precision
 from senet.train.schedules import lr_factor
 
 __all__ = ["TrainResult", "evaluate_loader", "model_kwargs_for", "run_training"]
@@ -80,14 +82,14 @@ def run_training(config: TrainConfig) -> TrainResult:
     """Set up Fabric from ``config`` (already validated and resolved) and train; see :func:`senet.train.train`."""
     from lightning_fabric import Fabric
 
-    precision = "32-true" if config.precision in ("32", "32-true") else config.precision
     try:
         fabric = Fabric(accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
-                        num_nodes=config.num_nodes, precision=precision)
+                        num_nodes=config.num_nodes, precision=fabric_precision(config.precision))
     except (RuntimeError, ValueError, ImportError) as exc:  # --accelerator cuda without a GPU, unknown --strategy, tpu
         reason = " ".join(str(exc).split())
         raise SenetError(f"cannot set up accelerator={config.accelerator} strategy={config.strategy} "
                          f"devices={config.devices} precision={config.precision}: {reason}") from exc
+    check_precision(fabric, config.precision, config.accelerator)  # what run.json records is what runs
     return fabric.launch(_run, config)
 
 
@@ -212,7 +214,7 @@ def _train(fabric: Any, config: TrainConfig) -> TrainResult:
         start_epoch, step, history, best = saved["epoch"], saved["step"], list(saved["history"]), dict(saved["best"])
         if fabric.global_rank == 0:
             st.restore_rng(saved["rng"])
-        else:  # only rank 0's RNG states are saved; the others continue from a seed derived from the epoch
+        else:  # replaced by this rank's own saved states below, when the checkpoint has them
             st.seed_everything(config.seed + 1_000_003 * fabric.global_rank + start_epoch)
     elif fabric.global_rank > 0:
         st.seed_everything(config.seed + 1_000_003 * fabric.global_rank)  # distinct augmentations per process
@@ -224,6 +226,8 @@ def _train(fabric: Any, config: TrainConfig) -> TrainResult:
     if saved is not None and fabric.global_rank == 0:
         for name, generator in generators.items():
             generator.set_state(saved["data_order"][name])
+    if saved is not None:
+        restore_rank_state(saved["data_order"].get("ranks"), fabric, generators)
     if val_loader is None:
         fabric.print("no validation split (val_split=0): best/ is not kept; the test split is evaluated once at "
                      "the end, on the final model")
@@ -261,9 +265,10 @@ def _train(fabric: Any, config: TrainConfig) -> TrainResult:
         fabric.print(f"epoch {row['epoch']}/{config.epochs}: train loss {row['train_loss']:.4f} "
                      f"acc {row['train_acc']:.4f} | {shown_val} | lr {lr:.4g} | {row['images_per_s']:.0f} img/s, "
                      f"{row['epoch_time']:.1f} s")
+        ranks = gather_rank_states(fabric, generators)  # a collective: every process's RNG, for an exact resume
         if fabric.is_global_zero:
             _write_epoch(out, model, fopt, row, history, best, improved, step, config, saved_info, writer,
-                         {name: g.get_state() for name, g in generators.items()})
+                         {**{name: g.get_state() for name, g in generators.items()}, "ranks": ranks})
         fabric.barrier()
     if writer is not None:
         writer.close()
@@ -286,6 +291,8 @@ def _setup_model(fabric: Any, config: TrainConfig, kwargs: dict[str, Any], saved
 
     st.seed_everything(config.seed)
     model = create_model(config.model, **kwargs)
+    if config.sync_bn:  # before freezing, which keeps the frozen part's BatchNorm layers in eval mode
+        model = use_sync_batchnorm(model, fabric)
     if config.init_from and saved is None:
         from senet.train.init_from import load_initial_weights, read_source
 
