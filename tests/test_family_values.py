@@ -16,16 +16,15 @@ from __future__ import annotations
 import pytest
 import timm  # the dev extra that holds the reference: a missing one is an error, not a quiet skip
 import torch
-import torchvision
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
+from senet.layers import make_attn_factory
 from senet.models import create_model
 from senet.models.inception import BN_INCEPTION_MODULES, InceptionModule
 from senet.models.mobile import DepthwiseSeparable
 from senet.models.shufflenet import ShuffleUnit
-from senet.layers import make_attn_factory
-
 
 
 def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:

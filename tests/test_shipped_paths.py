@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ SHIPPED = ("configs/fmnist_se_fast.yaml", "configs/fmnist_se_94.yaml")
 
 
 def _shipped_settings() -> tuple[str, bool]:
-    docs = [yaml.safe_load(open(path)) for path in SHIPPED]
+    docs = [yaml.safe_load(Path(path).read_text()) for path in SHIPPED]
     settings = {(str(d["precision"]), bool(d["channels_last"])) for d in docs}
     assert len(settings) == 1, settings
     return settings.pop()
