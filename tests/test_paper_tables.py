@@ -9,7 +9,6 @@ from senet.cli import main
 from senet.models import list_models
 from senet.paper import PAPER_ROWS, PAPER_TABLES, compare_row, compare_with_paper, measure, within_bounds
 
-
 #: Our figures for the rows the paper's bounds cannot meet, as each row's note derives them by hand (the sum of the
 #: stages' multiply-adds, the classifier's and SE blocks' parameters): (value, tolerance). A documented deviation
 #: must stay exactly this deviation, not drift anywhere outside the paper's bounds.
