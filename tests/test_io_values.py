@@ -4,6 +4,7 @@ and a file whose keys do not fit the model is refused naming them (safe loading:
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -50,21 +51,21 @@ def test_weights_that_do_not_fit_are_refused_naming_the_keys(tmp_path, change, w
         senet.load_model(folder)
 
 
-def test_a_pt_file_whose_pickle_builds_an_object_is_refused_unrun(tmp_path):
-    """weights_only=True: a pickled object (not tensors) is refused; its __setstate__ never runs."""
-    _, folder = _saved(tmp_path)
+def test_a_pt_file_whose_pickle_calls_a_function_is_refused_unrun(tmp_path):
+    """weights_only=True: a pickle that asks to call ``os.mkdir`` is refused, and the call never happens."""
     marker = tmp_path / "ran"
-    torch.save({"w": torch.zeros(1), "obj": _Marker(str(marker))}, tmp_path / "evil.pt")
-    marker.unlink(missing_ok=True)
-    with pytest.raises(SenetError, match="refusing to load"):
+    torch.save({"w": torch.zeros(1), "payload": _CallsMkdir(str(marker))}, tmp_path / "evil.pt")
+    assert not marker.exists()
+    with pytest.raises(SenetError, match="refusing to load .*nothing in it was run"):
         read_state_dict(tmp_path / "evil.pt")
     assert not marker.exists()
 
 
-class _Marker:
+class _CallsMkdir:
+    """Pickles as a call of ``os.mkdir(path)``: a stand-in for any code a hostile file could run."""
+
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def __setstate__(self, state):
-        open(state["path"], "w").close()
-        self.__dict__.update(state)
+    def __reduce__(self):
+        return os.mkdir, (self.path,)
