@@ -2,7 +2,7 @@
 
 With ``CI`` set (``CI=true``, as every CI service sets it), a skipped test or module is a failure unless its reason
 is one that depends on the machine rather than on the set-up: no GPU, no Triton, no C++ compiler, a non-glibc
-libc. The set-up (``python3 tasks.py test``) installs the extras and Fashion-MNIST, so a skip for a missing
+libc, an older Python. The set-up (``python3 tasks.py test``) installs the extras and Fashion-MNIST, so a skip for a missing
 package or dataset means CI ran less than it claims. At the end the suite prints what it ran and every skip.
 """
 
@@ -18,7 +18,8 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 #: Skip reasons that describe the machine, not a missing install: allowed in CI too.
 MACHINE_DEPENDENT_SKIPS = re.compile(
-    r"CUDA|GPU|Triton|triton|C\+\+ compiler|glibc|mallinfo|interpreted in this process", re.IGNORECASE)
+    r"CUDA|GPU|Triton|triton|C\+\+ compiler|glibc|mallinfo|interpreted in this process|needs Python >= 3\.\d+",
+    re.IGNORECASE)
 
 
 def in_ci() -> bool:

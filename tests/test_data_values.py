@@ -13,7 +13,7 @@ from senet.data import load_dataset, make_loader
 from senet.data.idx import write_idx
 
 
-def _fake_idx(folder: Path, n_train: int = 12, n_val: int = 6, size: int = 28) -> np.ndarray:
+def _fake_idx(folder: Path, n_train: int = 30, n_val: int = 6, size: int = 28) -> np.ndarray:
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True)
     val = rng.integers(0, 256, (n_val, size, size), dtype=np.uint8)
@@ -31,11 +31,13 @@ def test_test_split_is_normalised_and_never_augmented(tmp_path, monkeypatch, nam
     raw = _fake_idx(tmp_path / name)
     bundle = load_dataset(name, data_dir=str(tmp_path), augment=True)
     want = (torch.from_numpy(raw).float()[:, None] / 255 - mean) / std
-    loader = make_loader(bundle.val, 6, shuffle=False, seed=1)
+    loader = make_loader(bundle.test, 6, shuffle=False, seed=1)
     for _ in range(3):
         images, labels = next(iter(loader))
         torch.testing.assert_close(images, want, rtol=0, atol=1e-5)
         assert labels.tolist() == [0, 1, 2, 3, 4, 5]
+    held_out = make_loader(bundle.val, 12, shuffle=False, seed=1)  # a tenth of the training files, plain
+    assert torch.equal(next(iter(held_out))[0], next(iter(held_out))[0])
     train = make_loader(bundle.train, 12, shuffle=False, seed=1)
     assert not torch.equal(next(iter(train))[0], next(iter(train))[0])  # the training split is augmented
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,11 +18,12 @@ from senet.models import create_model
 from senet.train import evaluate, train
 from senet.train.config import make_config
 
-SHIPPED = ("configs/fmnist_se_fast.yaml", "configs/fmnist_se_94.yaml")
-
 
 def _shipped_settings() -> tuple[str, bool]:
-    docs = [yaml.safe_load(Path(path).read_text()) for path in SHIPPED]
+    from senet.recipes import bundled_recipes
+
+    docs = [yaml.safe_load(path.read_text()) for name, path in bundled_recipes().items() if name.startswith("fmnist")]
+    assert len(docs) == 2
     settings = {(str(d["precision"]), bool(d["channels_last"])) for d in docs}
     assert len(settings) == 1, settings
     return settings.pop()
@@ -129,20 +129,29 @@ def test_cifar10_loader_reads_the_official_layout(tmp_path, monkeypatch):
     train_labels, test_labels = _write_fake_cifar10(tmp_path / "cifar10")
     from senet.data import load_dataset
 
-    bundle = load_dataset("cifar10", data_dir=str(tmp_path), augment=False)
+    bundle = load_dataset("cifar10", data_dir=str(tmp_path), augment=False, val_split=0)
     assert (bundle.num_classes, bundle.in_chans, tuple(bundle.image_size)) == (10, 3, (32, 32))
     assert list(bundle.class_names) == CIFAR10_NAMES
-    assert (len(bundle.train), len(bundle.val)) == (20, 4)
+    assert (len(bundle.train), bundle.val, len(bundle.test)) == (20, None, 4)
     # the published CIFAR-10 training-set statistics (per channel, [0, 1] scale)
     mean = torch.tensor([0.4914, 0.4822, 0.4465])[:, None, None]
     std = torch.tensor([0.2470, 0.2435, 0.2616])[:, None, None]
-    for split, labels, offset in ((bundle.train, train_labels, 0), (bundle.val, test_labels, 20)):
+
+    def expected(index: int) -> torch.Tensor:
+        return (torch.from_numpy(_cifar_image(index)).float() / 255 - mean) / std
+
+    for split, labels, offset in ((bundle.train, train_labels, 0), (bundle.test, test_labels, 20)):
         for i in range(len(split)):
             image, label = split[i]
             assert label == labels[i]
-            raw = torch.from_numpy(_cifar_image(offset + i)).float() / 255
-            torch.testing.assert_close(image, (raw - mean) / std, rtol=0, atol=1e-5)
-    assert tuple(bundle.train[0][0].shape) == (3, 32, 32)
+            torch.testing.assert_close(image, expected(offset + i), rtol=0, atol=1e-5)
+    # by default a seeded tenth of the training files is held out for validation, plain (never augmented)
+    held = load_dataset("cifar10", data_dir=str(tmp_path), augment=True)
+    assert (len(held.train), len(held.val), len(held.test)) == (18, 2, 4)
+    for i in range(len(held.val)):
+        image, label = held.val[i]
+        source = next(j for j in range(20) if torch.allclose(image, expected(j), rtol=0, atol=1e-5))
+        assert label == train_labels[source]
 
 
 # ------------------------------------------------------------------------------------------------ remove_se
