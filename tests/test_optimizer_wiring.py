@@ -124,3 +124,38 @@ def test_milestones_move_the_drop(tmp_path):
     reference, _ = _replay([0.2, 0.2, 0.2, 0.02], momentum=0.0, weight_decay=0.05, label_smoothing=0.3)
     for name, value in ours.state_dict().items():
         torch.testing.assert_close(value, reference.state_dict()[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def _replay_adamw(lrs, *, weight_decay, label_smoothing, betas=(0.9, 0.999), eps=1e-8):
+    """AdamW (Loshchilov & Hutter 2019, Algorithm 2) with the usual defaults: decoupled decay ``w -= lr * wd * w``
+    on weight matrices and kernels only (biases and norms carry none), then the bias-corrected Adam step."""
+    torch.manual_seed(0)
+    model = create_model("notebook_simple", **MODEL_KWARGS).train()
+    bundle = load_dataset(DATA, augment=False)
+    images = torch.stack([bundle.train[i][0] for i in range(len(bundle.train))])
+    labels = torch.tensor([bundle.train[i][1] for i in range(len(bundle.train))])
+    params = list(model.parameters())
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    for t, lr in enumerate(lrs, start=1):
+        grads = torch.autograd.grad(_smoothed_cross_entropy(model(images), labels, label_smoothing), params)
+        with torch.no_grad():
+            for i, (p, g) in enumerate(zip(params, grads)):
+                if p.dim() >= 2:
+                    p -= lr * weight_decay * p
+                m[i] = betas[0] * m[i] + (1 - betas[0]) * g
+                v[i] = betas[1] * v[i] + (1 - betas[1]) * g * g
+                m_hat, v_hat = m[i] / (1 - betas[0] ** t), v[i] / (1 - betas[1] ** t)
+                p -= lr * m_hat / (v_hat.sqrt() + eps)
+    return model
+
+
+def test_adamw_run_equals_the_algorithm_written_out(tmp_path):
+    result = train({**RECIPE, "optimizer": "adamw", "lr": 0.01, "weight_decay": 0.5, "out": str(tmp_path / "adamw")})
+    lrs = [0.01, 0.01, 0.001, 0.0001]
+    assert _lr_column(result.out) == pytest.approx(lrs, rel=1e-9)
+    want = _replay_adamw(lrs, weight_decay=0.5, label_smoothing=0.3).state_dict()
+    for name, value in senet.load_model(result.out).state_dict().items():
+        torch.testing.assert_close(value, want[name], rtol=1e-4, atol=1e-6, msg=name)
+    no_decay = _replay_adamw(lrs, weight_decay=0.0, label_smoothing=0.3).state_dict()
+    assert max(float((no_decay[k] - want[k]).abs().max()) for k in want) > 1e-4  # the decay is visible
