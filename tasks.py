@@ -50,17 +50,24 @@ def ensure_venv() -> None:
     stamp.write_text(digest)
 
 
+def _no_fashion_mnist(msg: str) -> None:
+    """Outside CI, say so and go on (the real-data tests skip); in CI (``CI`` set) stop: CI must run them."""
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise SystemExit(f"[tasks] {msg}; CI is set, and CI must run the real-data tests: failing the set-up")
+    log(msg)
+
+
 def ensure_fashion_mnist() -> None:
     if (FASHION_DIR / "train-images-idx3-ubyte.gz").exists() or os.environ.get("SENET_DATA"):
         return
     apt = shutil.which("apt-get")
     if apt is None:
-        log("apt-get not found: put the Fashion-MNIST IDX files in a folder and set SENET_DATA to it")
+        _no_fashion_mnist("apt-get not found: put the Fashion-MNIST IDX files in a folder and set SENET_DATA to it")
         return
     prefix: list[str] = []
     if hasattr(os, "geteuid") and os.geteuid() != 0:
         if shutil.which("sudo") is None or subprocess.run(["sudo", "-n", "true"], check=False).returncode != 0:
-            log(f"not root and no password-less sudo: run `sudo apt-get install {APT_PACKAGE}` yourself")
+            _no_fashion_mnist(f"not root and no password-less sudo: run `sudo apt-get install {APT_PACKAGE}` yourself")
             return
         prefix = ["sudo", "-n"]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -72,7 +79,11 @@ def ensure_fashion_mnist() -> None:
             run([*prefix, apt, "update", "-qq"], env=env)
             run(install, env=env, stdout=subprocess.DEVNULL)
         except subprocess.CalledProcessError:
-            log(f"could not install {APT_PACKAGE}: the real-data tests will be skipped and the demo needs SENET_DATA")
+            _no_fashion_mnist(f"could not install {APT_PACKAGE}: the real-data tests will be skipped and the demo "
+                              f"needs SENET_DATA")
+            return
+    if not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists():
+        _no_fashion_mnist(f"{APT_PACKAGE} is installed but {FASHION_DIR} holds no train-images-idx3-ubyte.gz")
 
 
 def setup() -> None:

@@ -130,7 +130,8 @@ def test_compare_without_se_reports_accuracy_and_parameters(resnet):
 
 
 def test_models_from_add_se_are_recorded_and_pruned():
-    torchvision = pytest.importorskip("torchvision")
+    import torchvision
+
     model = senet.add_se(torchvision.models.resnet18(num_classes=3)).eval()
     names = list(senet.analysis.channel_gates(model))
     assert names == [f"SE_{s}_{b}" for s in (2, 3, 4, 5) for b in (1, 2)]

@@ -8,6 +8,7 @@ the logits.
 import math
 
 import pytest
+import timm
 import torch
 from torch import nn
 
@@ -15,8 +16,6 @@ from senet.cli import main
 from senet.errors import ConfigError, SenetError
 from senet.interop import convert_weights, save_converted
 from senet.io import load_model
-
-timm = pytest.importorskip("timm")
 
 # (peer model, layout, our model)
 PAIRS = [

@@ -12,13 +12,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort  # the onnx extra: missing is an error, not a quiet skip
 import pytest
+import timm  # the dev extra
 import torch
 
 from senet.cli import main
-
-timm = pytest.importorskip("timm")
-ort = pytest.importorskip("onnxruntime")
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = {0: "tshirt", 1: "trouser", 7: "sneaker"}

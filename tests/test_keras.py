@@ -5,11 +5,11 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import torch
 
-keras = pytest.importorskip("keras")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras internals
 
 import senet

@@ -9,22 +9,44 @@ from senet.cli import main
 from senet.models import list_models
 from senet.paper import PAPER_ROWS, PAPER_TABLES, compare_row, compare_with_paper, measure, within_bounds
 
+#: Our figures for the rows the paper's bounds cannot meet, as each row's note derives them by hand (the sum of the
+#: stages' multiply-adds, the classifier's and SE blocks' parameters): (value, tolerance). A documented deviation
+#: must stay exactly this deviation, not drift anywhere outside the paper's bounds.
+DOCUMENTED = {
+    ("2:Inception-ResNet-v2", "macs"): (13.156e9, 0.0005e9),
+    ("2:SE-Inception-ResNet-v2", "macs"): (13.156e9 + 0.032e9, 0.001e9),
+    ("3:ShuffleNet", "macs"): (137.46e6, 0.005e6),
+    ("3:SE-ShuffleNet", "macs"): (137.46e6 + 3.82e6, 0.01e6),
+    ("3:ShuffleNet", "params"): (1_865_728, 0),
+    ("3:SE-ShuffleNet", "params"): (1_865_728 + 618_805, 0),
+}
+
 
 def _cases():
     for row in PAPER_ROWS:
         for quantity, printed, note in (("params", row.params_m, row.params_note), ("macs", row.gflops, row.macs_note)):
             if printed is None:
                 continue
-            marks = [pytest.mark.xfail(strict=True, reason=note)] if note else []
-            yield pytest.param(row, quantity, id=f"{row.key}:{quantity}", marks=marks)
+            yield pytest.param(row, quantity, note, id=f"{row.key}:{quantity}")
 
 
-@pytest.mark.parametrize("row, quantity", list(_cases()))
-def test_row_within_bounds(row, quantity):
-    """Params within 0.1M (2% under 5M), multiply-adds within 0.5%; documented deviations must stay flagged."""
+@pytest.mark.parametrize("row, quantity, note", list(_cases()))
+def test_row_within_bounds(row, quantity, note):
+    """Params within 0.1M (2% under 5M), multiply-adds within 0.5%; a documented deviation stays flagged and
+    equals the figure its note derives."""
     result = compare_row(row)
     key = "params_ok" if quantity == "params" else "macs_ok"
-    assert result[key], json.dumps(result)
+    if note is None:
+        assert result[key], json.dumps(result)
+        return
+    expected, tolerance = DOCUMENTED[(row.key, quantity)]
+    assert result[key] is False and result["flagged"], json.dumps(result)
+    assert abs(result[quantity] - expected) <= tolerance, (result[quantity], expected)
+
+
+def test_every_documented_deviation_is_pinned():
+    noted = {(r.key, q) for r in PAPER_ROWS for q, n in (("params", r.params_note), ("macs", r.macs_note)) if n}
+    assert noted == set(DOCUMENTED)
 
 
 def test_rows_cover_the_tables_and_build_registered_models():

@@ -98,20 +98,39 @@ def test_table2_macs_within_rounding_of_the_paper(plain, se, paper_plain, paper_
     assert 0.005 < g_se - g_plain < (paper_se - paper_plain) + 0.02
 
 
+#: ResNet-50's parameters (He et al.; torchvision's resnet50) and its stages: (units N_s, output width C_s).
+RESNET50_PARAMS = 25_557_032
+RESNET50_STAGES = {2: (3, 256), 3: (4, 512), 4: (6, 1024), 5: (3, 2048)}
+
+
+def _eq5_params(stages=(2, 3, 4, 5), r=16, width_div=1) -> int:
+    """Eq. 5: SE adds (2 / r) * sum_s N_s * C_s^2 weights, plus N_s * (C_s + C_s / r) FC biases, to ResNet-50.
+    ``width_div=4`` puts SE on the bottleneck's 3x3 output (C_s / 4 channels), as Table 15's SE_3x3."""
+    extra = 0
+    for s in stages:
+        n, c = RESNET50_STAGES[s]
+        c //= width_div
+        extra += n * (2 * c * (c // r) + c + c // r)
+    return RESNET50_PARAMS + extra
+
+
 @pytest.mark.parametrize(
-    "kwargs, paper_m",
+    "kwargs, paper_m, exact",
     [
-        ({"se_stages": [2]}, 25.6),  # Table 13
-        ({"se_stages": (3,)}, 25.7),
-        ({"se_stages": [4]}, 26.4),
-        ({"se_position": "after_3x3"}, 25.8),  # Table 15, SE_3x3
-        ({"reduction": 2}, 45.7),  # Table 10
-        ({"reduction": 8}, 30.7),
-        ({"reduction": 32}, 26.9),
+        ({"se_stages": [2]}, 25.6, _eq5_params([2])),  # Table 13
+        ({"se_stages": (3,)}, 25.7, _eq5_params([3])),
+        ({"se_stages": [4]}, 26.4, _eq5_params([4])),
+        ({"se_position": "after_3x3"}, 25.8, _eq5_params(width_div=4)),  # Table 15, SE_3x3
+        ({"reduction": 2}, 45.7, _eq5_params(r=2)),  # Table 10
+        ({"reduction": 8}, 30.7, _eq5_params(r=8)),
+        ({"reduction": 32}, 26.9, _eq5_params(r=32)),
     ],
 )
-def test_ablation_parameter_counts(kwargs, paper_m):
+def test_ablation_parameter_counts(kwargs, paper_m, exact):
+    """The exact Eq. 5 count: the printed one-decimal figures alone accept plain ResNet-50 for SE_Stage_2."""
     params, gmacs = complexity("se_resnet50", **kwargs)
+    assert round(params * 1e6) == exact
+    assert exact != RESNET50_PARAMS
     # the paper's printed counts are up to 0.1M above the exact ones (SPEC section 2)
     assert paper_m - 0.1 <= params <= paper_m + 0.01
     if "reduction" not in kwargs:  # Tables 13 and 15 print 3.86-3.87 GFLOPs for these rows
