@@ -48,6 +48,7 @@ def _base(files) -> dict[str, dict[str, list[str]]]:
         "summary": {"name": ["notebook_simple"]},
         "complexity": {"names": ["notebook_simple"]},
         "excite": {"model_dir": [model], "--out": [str(root / "excite")]},
+        "prune": {"run": [model], "--out": [str(root / "pruned")]},
         "convert": {"src": [f"{model}/model.safetensors"], "--from": ["timm"], "--out": [str(root / "c.safetensors")]},
         "export": {"model": [model], "--out": [str(root / "m.onnx")]},
         "train": {"--model": ["notebook_simple"], "--data": ["synthetic"], "--out": [str(root / "run")],

@@ -75,12 +75,15 @@ def _saved_weights(tmp_path):
 def test_truncated_safetensors_is_refused(tmp_path):
     _, weights = _saved_weights(tmp_path)
     data = weights.read_bytes()
+    loose = tmp_path / "loose.safetensors"  # outside a model folder: convert reads it as a peer's file
     for cut in (4, 40, len(data) // 2, len(data) - 1):
         weights.write_bytes(data[:cut])
-        for load in (read_state_dict, senet.load_model, lambda p: convert_weights(p, "timm")):
+        loose.write_bytes(data[:cut])
+        for load, path in ((read_state_dict, weights), (senet.load_model, weights),
+                           (lambda p: convert_weights(p, "timm"), loose)):
             with pytest.raises(SenetError, match="not a readable safetensors file"):
-                load(weights)
-    assert main(["convert", str(weights), "--from", "timm", "--out", str(tmp_path / "o")]) == 2
+                load(path)
+    assert main(["convert", str(loose), "--from", "timm", "--out", str(tmp_path / "o")]) == 2
 
 
 def test_truncated_torch_zip_is_refused(tmp_path):
