@@ -52,8 +52,14 @@ def get_model_builder(name: str) -> Callable[..., nn.Module]:
     return _REGISTRY[name]
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model. Unknown keyword arguments raise ``ValueError`` naming the accepted ones."""
+def create_model(name: str, *, features_only: bool = False, out_indices: Any = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model. Unknown keyword arguments raise ``ValueError`` naming the accepted ones.
+
+    ``features_only=True`` returns the backbone: its ``forward`` gives the list of stage maps chosen by
+    ``out_indices`` (default all; see ``feature_info``), as timm's ``features_only`` models do.
+    """
+    if out_indices is not None and not features_only:
+        raise ConfigError("out_indices only applies with features_only=True")
     builder = get_model_builder(name)
     sig = inspect.signature(builder)
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
@@ -68,6 +74,12 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     except TypeError as exc:  # e.g. an unexpected keyword forwarded to a block
         raise ConfigError(f"model {name!r}: {exc}") from exc
     model.senet_config = {"name": name, "kwargs": dict(kwargs)}
+    if features_only:
+        if not hasattr(model, "to_features_only"):
+            raise ConfigError(f"model {name!r} has no stage list, so features_only is not available")
+        model.to_features_only(out_indices)
+        # Saved with the file: loading rebuilds the backbone (JSON has lists, not tuples).
+        model.senet_config["kwargs"].update(features_only=True, out_indices=list(model.out_indices))
     return model
 
 
