@@ -15,8 +15,8 @@ _SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "src")
 if _SRC not in sys.path:
     sys.path.insert(0, _SRC)
 
-from senet.errors import ConfigError  # noqa: E402
-from senet.models import create_model, list_models  # noqa: E402
+from senet.errors import ConfigError
+from senet.models import create_model, list_models
 
 
 def _entrypoint(name):

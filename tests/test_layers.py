@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from senet import ECA, ChannelSpatialSE, EffectiveSE, GatherExcite, SpatialSE, SqueezeExcite, create_attn
+from senet.errors import ConfigError
 
 FAST = settings(max_examples=25, deadline=None)
 
@@ -262,11 +263,13 @@ def test_float64_input_keeps_float64_gate_and_output(name, cls, kwargs):
     assert seen and all(d == torch.float64 for d in seen)
 
 
-def test_is_exporting_guard_tolerates_torch_without_the_api(monkeypatch):
-    from senet.layers import squeeze_excite
-
-    monkeypatch.delattr(torch.compiler, "is_exporting", raising=False)
+def test_forward_is_squeeze_excite_scale_and_fx_records_the_modules_by_name():
+    """The reference path as a graph: mean over H x W, fc1, act, fc2, gate, product - one node each."""
     se = SqueezeExcite(8, 2)
-    x = torch.randn(2, 8, 3, 3, requires_grad=True)
-    se(x).sum().backward()
-    assert squeeze_excite._is_exporting() is False and x.grad is not None
+    graph = torch.fx.symbolic_trace(se).graph
+    modules = [n.target for n in graph.nodes if n.op == "call_module"]
+    assert modules == ["fc1", "act", "fc2", "gate"]
+    x = torch.randn(2, 8, 3, 3)
+    torch.testing.assert_close(torch.fx.GraphModule(se, graph)(x), se(x))
+    with pytest.raises(ConfigError, match=r"expected an \(N, 8, H, W\) input, got shape \(2, 7, 3, 3\)"):
+        torch.fx.GraphModule(se, graph)(torch.randn(2, 7, 3, 3))  # the traced check still runs

@@ -23,7 +23,8 @@ class NotebookNet(ClassifierNet):
     """conv3x3(32) -> SE -> [+ identity] -> conv1x1(1) -> flatten -> linear(10); see the module docstring.
 
     The classifier reads every pixel of the 1-channel map, so the input must be exactly ``image_size`` square;
-    ``num_features`` is that map's size (``image_size ** 2``) and ``forward_head`` flattens instead of pooling.
+    ``num_features`` is that map's channel count (1) and ``forward_head`` flattens it (``image_size ** 2`` values,
+    the ``pre_logits`` features) instead of pooling.
     Stages: ``se`` (the SE output, plus the identity in the residual model; ``filters`` channels) and ``proj_act``
     (the 1-channel map), both at full resolution.
     """
@@ -51,7 +52,7 @@ class NotebookNet(ClassifierNet):
         self.se = SqueezeExcite(filters, reduction, bias=False)
         self.proj = nn.Conv2d(filters, 1, 1)
         self.proj_act = nn.ReLU(inplace=True)
-        self.init_head(image_size * image_size, num_classes, 0.0)
+        self.init_head(1, num_classes, 0.0, fc_in=image_size * image_size)
         self.body = ("conv", "act", "se", "proj", "proj_act")
         self.set_stages([("se", filters, 1), ("proj_act", 1, 1)])
 
