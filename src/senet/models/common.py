@@ -68,7 +68,8 @@ def check_input_shape(x: torch.Tensor, in_chans: int, min_size: int, exact: bool
     ``torch.jit.trace`` and the ONNX exporters see static shapes and record no branch.
     """
     if x.dim() != 4 or x.shape[1] != in_chans:
-        raise ConfigError(f"{name} expects input of shape (N, {in_chans}, H, W) ({in_chans} channels); "
+        spatial = f"{min_size}, {min_size}" if exact else "H, W"
+        raise ConfigError(f"{name} expects input of shape (N, {in_chans}, {spatial}) ({in_chans} channels); "
                           f"received {tuple(x.shape)}")
     h, w = x.shape[-2:]
     if exact and (h != min_size or w != min_size):
