@@ -270,3 +270,18 @@ def test_torch_hub_loads_every_model_from_the_checkout_offline():
     assert set(MODELS) <= set(entrypoints) and entrypoints["dependencies"] == ["torch", "torchvision"]
     with pytest.raises(ConfigError, match="no pretrained weights ship for 'se_resnet50'"):
         torch.hub.load(repo, "se_resnet50", source="local", pretrained=True)
+
+
+def test_retrofitted_torchvision_resnet_traces_and_extracts_its_se_gates():
+    """``add_se`` on torchvision's ResNet keeps torchvision's contract (its own ``fc``) and traces like ours."""
+    torchvision = pytest.importorskip("torchvision")
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    torch.manual_seed(0)
+    model = senet.add_se(torchvision.models.resnet18(num_classes=4)).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.fx.symbolic_trace(model)(x), model(x), rtol=0, atol=0)
+        out = create_feature_extractor(model, {"layer2": "c3", "layer4.1.se.gate": "s"})(x)
+    assert out["c3"].shape == (1, 128, 4, 4) and out["s"].shape == (1, 512, 1, 1)
+    assert ((out["s"] > 0) & (out["s"] < 1)).all()
