@@ -263,13 +263,18 @@ def test_float64_input_keeps_float64_gate_and_output(name, cls, kwargs):
     assert seen and all(d == torch.float64 for d in seen)
 
 
-def test_forward_is_squeeze_excite_scale_and_fx_records_the_modules_by_name():
-    """The reference path as a graph: mean over H x W, fc1, act, fc2, gate, product - one node each."""
+def test_forward_is_squeeze_excite_scale_and_fx_records_it():
+    """The reference path as a graph: sum over H x W, two matrix products (W1, W2), act, gate, product."""
     se = SqueezeExcite(8, 2)
     graph = torch.fx.symbolic_trace(se).graph
-    modules = [n.target for n in graph.nodes if n.op == "call_module"]
-    assert modules == ["fc1", "act", "fc2", "gate"]
+    assert [n.target for n in graph.nodes if n.op == "call_module"] == ["act", "gate"]
+    assert [str(n.target) for n in graph.nodes if n.op == "get_attr"] == ["fc1.weight", "fc1.bias", "fc2.weight",
+                                                                         "fc2.bias"]
     x = torch.randn(2, 8, 3, 3)
     torch.testing.assert_close(torch.fx.GraphModule(se, graph)(x), se(x))
+    z = x.mean((2, 3))
+    s = torch.sigmoid(torch.relu(z @ se.fc1.weight[:, :, 0, 0].T + se.fc1.bias) @ se.fc2.weight[:, :, 0, 0].T
+                      + se.fc2.bias)
+    torch.testing.assert_close(se(x), x * s[:, :, None, None])
     with pytest.raises(ConfigError, match=r"expected an \(N, 8, H, W\) input, got shape \(2, 7, 3, 3\)"):
         torch.fx.GraphModule(se, graph)(torch.randn(2, 7, 3, 3))  # the traced check still runs

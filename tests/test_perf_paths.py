@@ -64,7 +64,7 @@ def test_residual_tail_is_the_se_forward_plus_the_shortcut_and_hooks_see_every_c
     u = torch.randn(2, 8, 4, 4, dtype=torch.float64, requires_grad=True)
     r = torch.randn(2, 8, 4, 4, dtype=torch.float64, requires_grad=True)
     out = se_fast.residual_tail(se, u, r)
-    assert seen == ["Conv2d", "ReLU", "Conv2d", "Sigmoid", "SqueezeExcite"]
+    assert seen == ["DescriptorFC", "ReLU", "DescriptorFC", "Sigmoid", "SqueezeExcite"]
     torch.testing.assert_close(out, reference_se(se, u) + r)
     assert torch.autograd.gradcheck(lambda a, b: torch.relu(se_fast.residual_tail(se, a, b)), (u, r))
     torch.testing.assert_close(se_fast.residual_tail(None, u, r), u + r)

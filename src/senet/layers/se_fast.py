@@ -9,7 +9,7 @@ rounding) with fewer passes over the full-size maps on a GPU:
    :func:`~senet.layers.se_triton.enable_from_environment`, which reads ``SENET_SE_KERNEL=triton``); nothing
    reads the environment on import;
 2. the block is a stock :class:`~senet.layers.squeeze_excite.SqueezeExcite`: average squeeze, ``fc1``/``fc2``
-   1x1 convolutions, ReLU, sigmoid (:func:`is_stock_se`, from the module types alone);
+   :class:`~senet.layers.squeeze_excite.DescriptorFC`, ReLU, sigmoid (:func:`is_stock_se`, from the module types alone);
 3. the tensors suit the kernels (:func:`senet.layers.se_triton.applies`: CUDA, float32/bfloat16/float16, both
    NCHW or both channels_last);
 4. the call is eager: not a ``torch.fx`` trace, ``torch.jit`` trace or script, ``torch.compile`` or
@@ -25,16 +25,16 @@ import torch
 from torch import nn
 
 from senet.layers import se_triton
-from senet.layers.squeeze_excite import SqueezeExcite, check_channels
+from senet.layers.squeeze_excite import DescriptorFC, SqueezeExcite, check_channels
 
 __all__ = ["is_stock_se", "residual_tail"]
 
 
 def is_stock_se(se: nn.Module) -> bool:
-    """True for a :class:`SqueezeExcite` with average squeeze, 1x1-conv W1/W2, ReLU delta and sigmoid gate - the
+    """True for a :class:`SqueezeExcite` with average squeeze, stock W1/W2, ReLU delta and sigmoid gate - the
     block the fused kernels implement."""
-    return (type(se) is SqueezeExcite and se.squeeze == "avg" and type(se.fc1) is nn.Conv2d
-            and type(se.fc2) is nn.Conv2d and type(se.act) is nn.ReLU and type(se.gate) is nn.Sigmoid)
+    return (type(se) is SqueezeExcite and se.squeeze == "avg" and type(se.fc1) is DescriptorFC
+            and type(se.fc2) is DescriptorFC and type(se.act) is nn.ReLU and type(se.gate) is nn.Sigmoid)
 
 
 def residual_tail(se: nn.Module | None, u: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:

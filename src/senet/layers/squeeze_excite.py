@@ -18,10 +18,11 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from senet.errors import ConfigError
 
-__all__ = ["GATES", "SQUEEZES", "AttentionBlock", "SqueezeExcite", "at_least_float32", "check_channels", "make_gate",
+__all__ = ["GATES", "SQUEEZES", "AttentionBlock", "DescriptorFC", "SqueezeExcite", "at_least_float32", "check_channels", "make_gate",
            "squeeze"]
 
 #: Excitation gates sigma studied in Table 12, plus the hard sigmoid used by later variants (eSE, MobileNetV3).
@@ -81,9 +82,13 @@ def at_least_float32(t: torch.Tensor) -> torch.Tensor:
 
 def squeeze(x: torch.Tensor, how: str) -> torch.Tensor:
     """F_sq: the global average (``"avg"``, the paper) or maximum (``"max"``, Table 11) over H x W, kept as
-    (N, C, 1, 1); ``"none"`` (NoSqueeze, Table 16) returns U itself."""
+    (N, C, 1, 1); ``"none"`` (NoSqueeze, Table 16) returns U itself.
+
+    The average is written as equation 2, z = (1 / HW) sum_ij u(i, j): the backward of a sum hands autograd a
+    broadcast view of the small (N, C, 1, 1) gradient, where ``mean``'s backward writes a full-size tensor.
+    """
     if how == "avg":
-        return x.mean((2, 3), keepdim=True)
+        return x.sum((2, 3), keepdim=True) * (1.0 / (x.shape[2] * x.shape[3]))
     if how == "max":
         return x.amax((2, 3), keepdim=True)
     return x
@@ -94,6 +99,27 @@ def round_to_divisor(value: float, divisor: int) -> int:
     when rounding lost more than 10% (the channel rounding of timm's SE-ResNets and of MobileNet)."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class DescriptorFC(nn.Conv2d):
+    """A fully connected layer on the squeezed descriptor z (N, C, 1, 1): the paper's W1 or W2, stored as a 1x1
+    convolution (same parameters, shapes and state-dict keys as timm's and the release's) and run as the matrix
+    product it is, which on a CPU costs a fraction of a convolution call on a 1x1 map.
+
+    Only for squeezed input (the NoSqueeze ablation uses a real 1x1 convolution); there is no branch on the input,
+    so fx, export and ONNX record the same product.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return F.linear(z.flatten(1), self.weight.flatten(1), self.bias)[:, :, None, None]
+
+
+def excitation_fc(c_in: int, c_out: int, bias: bool, *, squeezed: bool) -> nn.Conv2d:
+    """W1 or W2: a :class:`DescriptorFC` on a squeezed descriptor, a real 1x1 convolution for NoSqueeze."""
+    return DescriptorFC(c_in, c_out, bias) if squeezed else nn.Conv2d(c_in, c_out, 1, bias=bias)
 
 
 class SqueezeExcite(AttentionBlock):
@@ -153,9 +179,9 @@ class SqueezeExcite(AttentionBlock):
         self.channels = channels
         self.rd_channels = rd_channels
         self.squeeze = squeeze
-        self.fc1 = nn.Conv2d(channels, rd_channels, 1, bias=bias)
+        self.fc1 = excitation_fc(channels, rd_channels, bias, squeezed=squeeze != "none")
         self.act = act_layer(inplace=True) if act_layer is nn.ReLU else act_layer()
-        self.fc2 = nn.Conv2d(rd_channels, channels, 1, bias=bias)
+        self.fc2 = excitation_fc(rd_channels, channels, bias, squeezed=squeeze != "none")
         self.gate = make_gate(gate)
 
     def excitation(self, x: torch.Tensor) -> torch.Tensor:
