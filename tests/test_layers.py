@@ -264,7 +264,7 @@ def test_float64_input_keeps_float64_gate_and_output(name, cls, kwargs):
 
 
 def test_forward_is_squeeze_excite_scale_and_fx_records_it():
-    """The reference path as a graph: sum over H x W, two matrix products (W1, W2), act, gate, product."""
+    """The reference path as a graph: the squeeze, two matrix products (W1, W2), act, gate, product."""
     se = SqueezeExcite(8, 2)
     graph = torch.fx.symbolic_trace(se).graph
     assert [n.target for n in graph.nodes if n.op == "call_module"] == ["act", "gate"]

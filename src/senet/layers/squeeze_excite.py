@@ -80,15 +80,18 @@ def at_least_float32(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
-def squeeze(x: torch.Tensor, how: str) -> torch.Tensor:
+def squeeze(x: torch.Tensor, how: str, training: bool = False) -> torch.Tensor:
     """F_sq: the global average (``"avg"``, the paper) or maximum (``"max"``, Table 11) over H x W, kept as
     (N, C, 1, 1); ``"none"`` (NoSqueeze, Table 16) returns U itself.
 
-    The average is written as equation 2, z = (1 / HW) sum_ij u(i, j): the backward of a sum hands autograd a
-    broadcast view of the small (N, C, 1, 1) gradient, where ``mean``'s backward writes a full-size tensor.
+    In training the average is written as equation 2, z = (1 / HW) sum_ij u(i, j): the backward of a sum hands
+    autograd a broadcast view of the small (N, C, 1, 1) gradient, where ``mean``'s backward writes a full-size
+    tensor. In eval mode it is ``mean``, which exports to ONNX ReduceMean. Same value either way.
     """
     if how == "avg":
-        return x.sum((2, 3), keepdim=True) * (1.0 / (x.shape[2] * x.shape[3]))
+        if training:
+            return x.sum((2, 3), keepdim=True) * (1.0 / (x.shape[2] * x.shape[3]))
+        return x.mean((2, 3), keepdim=True)
     if how == "max":
         return x.amax((2, 3), keepdim=True)
     return x
@@ -188,7 +191,7 @@ class SqueezeExcite(AttentionBlock):
         """s = sigma(W2 . delta(W1 . F_sq(U))) in max(float32, U's dtype): (N, C, 1, 1), or (N, C, H, W) for
         NoSqueeze."""
         check_channels(self, x)
-        z = squeeze(x, self.squeeze)
+        z = squeeze(x, self.squeeze, self.training)
         return self.gate(at_least_float32(self.fc2(self.act(self.fc1(z)))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
