@@ -76,7 +76,8 @@ def add_formats_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_common_args(args: argparse.Namespace) -> None:
-    """Pin the thread count, set the allocator, check the device and validate what :func:`add_common_args` parsed.
+    """Pin the thread count, set the allocator, apply ``SENET_SE_KERNEL``, check the device and validate what
+    :func:`add_common_args` parsed.
 
     Sets ``args.sync``: the callable that :func:`interleaved` runs after each timed call (a CUDA synchronize, so
     asynchronous GPU work is inside the measured time), and ``args.torch_dtype``.
@@ -86,6 +87,7 @@ def apply_common_args(args: argparse.Namespace) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("benchmark: --device cuda, but torch sees no CUDA device")
     torch.set_num_threads(args.threads)
+    se_triton.enable_from_environment()  # SENET_SE_KERNEL=triton: the fused SE tail (run_gpu_triton.sh)
     global _malloc_state
     if args.malloc == "tuned":
         from senet.runtime import tune_cpu_allocator

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from senet import ECA, ChannelSpatialSE, EffectiveSE, GatherExcite, SpatialSE, SqueezeExcite, create_attn
+from senet.errors import ConfigError
 
 FAST = settings(max_examples=25, deadline=None)
 
@@ -262,11 +263,18 @@ def test_float64_input_keeps_float64_gate_and_output(name, cls, kwargs):
     assert seen and all(d == torch.float64 for d in seen)
 
 
-def test_is_exporting_guard_tolerates_torch_without_the_api(monkeypatch):
-    from senet.layers import squeeze_excite
-
-    monkeypatch.delattr(torch.compiler, "is_exporting", raising=False)
+def test_forward_is_squeeze_excite_scale_and_fx_records_it():
+    """The reference path as a graph: the squeeze, two matrix products (W1, W2), act, gate, product."""
     se = SqueezeExcite(8, 2)
-    x = torch.randn(2, 8, 3, 3, requires_grad=True)
-    se(x).sum().backward()
-    assert squeeze_excite._is_exporting() is False and x.grad is not None
+    graph = torch.fx.symbolic_trace(se).graph
+    assert [n.target for n in graph.nodes if n.op == "call_module"] == ["act", "gate"]
+    assert [str(n.target) for n in graph.nodes if n.op == "get_attr"] == ["fc1.weight", "fc1.bias", "fc2.weight",
+                                                                         "fc2.bias"]
+    x = torch.randn(2, 8, 3, 3)
+    torch.testing.assert_close(torch.fx.GraphModule(se, graph)(x), se(x))
+    z = x.mean((2, 3))
+    s = torch.sigmoid(torch.relu(z @ se.fc1.weight[:, :, 0, 0].T + se.fc1.bias) @ se.fc2.weight[:, :, 0, 0].T
+                      + se.fc2.bias)
+    torch.testing.assert_close(se(x), x * s[:, :, None, None])
+    with pytest.raises(ConfigError, match=r"expected an \(N, 8, H, W\) input, got shape \(2, 7, 3, 3\)"):
+        torch.fx.GraphModule(se, graph)(torch.randn(2, 7, 3, 3))  # the traced check still runs

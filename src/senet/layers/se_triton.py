@@ -20,8 +20,8 @@ innermost, so loads are contiguous along C.
 
 Status: correct (``tests/test_se_triton.py`` compares it with the eager block through Triton's interpreter on the
 CPU - values and every gradient, NCHW and channels_last, fp32 and bf16 autocast - and compiles every kernel variant
-ahead of time to sm_90 cubins), **not yet run or timed on a GPU**: it is off unless ``SENET_SE_KERNEL=triton`` is
-set or :func:`enable` is called, and ``benchmarks/run_gpu_triton.sh`` is the one script a GPU session runs to
+ahead of time to sm_90 cubins), **not yet run or timed on a GPU**: it is off unless :func:`enable` is called (the benchmarks call
+:func:`enable_from_environment`, which reads ``SENET_SE_KERNEL=triton``), and ``benchmarks/run_gpu_triton.sh`` is the one script a GPU session runs to
 check and measure it.
 """
 
@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-__all__ = ["ENV_VAR", "FusedScaleAdd", "applies", "available", "enable", "enabled"]
+__all__ = ["ENV_VAR", "FusedScaleAdd", "applies", "available", "enable", "enable_from_environment", "enabled"]
 
-#: ``SENET_SE_KERNEL=triton`` turns the fused path on for CUDA tensors (``eager``, the default, leaves it off).
+#: ``SENET_SE_KERNEL=triton`` asks :func:`enable_from_environment` to turn the fused path on (``eager``: off).
 ENV_VAR = "SENET_SE_KERNEL"
 _state = {"enabled": False}
 #: Tile sizes: NCHW kernels walk one (n, c) row of HW elements per program (at most this many at a time, fewer
@@ -71,26 +71,28 @@ def enabled() -> bool:
     return _state["enabled"]
 
 
-def _enable_from_environment() -> None:
-    """``SENET_SE_KERNEL=triton`` turns the path on at import; without Triton it warns and stays off."""
+def enable_from_environment() -> bool:
+    """Apply ``SENET_SE_KERNEL`` now: ``triton`` enables the fused path (a warning and no change without Triton),
+    ``eager`` (or unset) disables it, anything else warns. Returns :func:`enabled`. Called by the benchmark scripts;
+    the library itself never reads the environment."""
     choice = os.environ.get(ENV_VAR, "eager").strip().lower()
     if choice == "triton":
         if available():
             _state["enabled"] = True
         else:
             warnings.warn(f"{ENV_VAR}=triton, but Triton is not importable: the SE tail stays eager", stacklevel=2)
-    elif choice != "eager":
+    elif choice == "eager":
+        _state["enabled"] = False
+    else:
         warnings.warn(f"{ENV_VAR}={choice!r} is neither 'eager' nor 'triton': the SE tail stays eager", stacklevel=2)
-
-
-_enable_from_environment()
+    return _state["enabled"]
 
 
 def applies(u: torch.Tensor, shortcut: torch.Tensor) -> bool:
     """True when :class:`FusedScaleAdd` should run for these tensors: enabled, on CUDA (or the interpreter),
     4-D float32/bfloat16/float16, same shape/dtype/device, each dense in the same memory format, not while
     compiling, tracing or exporting."""
-    if not _state["enabled"] or torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if not _state["enabled"] or isinstance(u, torch.fx.Proxy) or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
     if not (u.is_cuda or _interpreting()) or u.dim() != 4:
         return False
@@ -222,7 +224,7 @@ class FusedScaleAdd(torch.autograd.Function):
     """``shortcut + U * sigmoid(W2 relu(W1 mean_hw(U) + b1) + b2)`` with the fused kernels above.
 
     Inputs: U and shortcut (N, C, H, W), both NCHW or both channels_last, same dtype; fc1/fc2 weights as stored by
-    :class:`~senet.layers.squeeze_excite.PointwiseConv2d` ((C/r, C, 1, 1) and (C, C/r, 1, 1)) and their biases (or
+    :class:`~senet.layers.squeeze_excite.SqueezeExcite` ((C/r, C, 1, 1) and (C, C/r, 1, 1)) and their biases (or
     None). The excitation runs in float32 whatever U's dtype; the output has U's dtype and memory format.
     """
 

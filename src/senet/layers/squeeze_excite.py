@@ -8,8 +8,8 @@ For a feature map U of shape (N, C, H, W) the block computes
 
 W1 and W2 are stored as 1x1 convolutions (``fc1``, ``fc2``) so the same module also expresses the paper's
 *NoSqueeze* ablation (Table 16), where the pooling is skipped and the two "FC" layers run at full resolution.
-On a squeezed (N, C, 1, 1) descriptor they run as a matrix product (:class:`PointwiseConv2d`), which on a CPU
-is an order of magnitude cheaper than a convolution call of the same size (``benchmarks/bench_se.py``).
+:meth:`SqueezeExcite.forward` is the reference: every faster way of computing the block (see
+:mod:`senet.layers.se_fast`) is tested against it, and tracing (fx, export, ONNX) always sees it.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from senet.errors import ConfigError
-from senet.layers import se_triton
 
-__all__ = ["GATES", "SQUEEZES", "AttentionBlock", "PointwiseConv2d", "SqueezeExcite", "check_channels", "has_hooks",
-           "make_gate"]
+__all__ = ["GATES", "SQUEEZES", "AttentionBlock", "DescriptorFC", "SqueezeExcite", "at_least_float32", "check_channels", "make_gate",
+           "squeeze"]
 
 #: Excitation gates sigma studied in Table 12, plus the hard sigmoid used by later variants (eSE, MobileNetV3).
 GATES: dict[str, Callable[[], nn.Module]] = {
@@ -59,11 +58,43 @@ def make_gate(gate: str | Callable[[], nn.Module]) -> nn.Module:
 
 def check_channels(block: AttentionBlock, x: torch.Tensor) -> None:
     """Raise a readable error when ``x`` is not an (N, C, H, W) map with the block's C."""
-    if x.dim() != 4 or x.shape[1] != block.channels:
-        raise ConfigError(
-            f"{type(block).__name__} expected an (N, {block.channels}, H, W) input, "
-            f"got shape {tuple(x.shape)}"
-        )
+    check_map(x, block.channels, type(block).__name__)
+
+
+@torch.fx.wrap
+def check_map(x: torch.Tensor, channels: int, owner: str) -> None:
+    """The check of :func:`check_channels` on plain values.
+
+    Wrapped for ``torch.fx``: a traced graph keeps it as one call that runs on the real tensor, instead of failing
+    on a branch over a symbolic shape; ``torch.export`` and ``torch.jit.trace`` see static shapes and run it as is.
+    """
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ConfigError(f"{owner} expected an (N, {channels}, H, W) input, got shape {tuple(x.shape)}")
+
+
+@torch.fx.wrap
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in max(float32, t.dtype) precision: low-precision input is promoted, float64 stays float64.
+
+    Wrapped for ``torch.fx`` (the choice reads the dtype, which a symbolic trace does not know)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def squeeze(x: torch.Tensor, how: str, training: bool = False) -> torch.Tensor:
+    """F_sq: the global average (``"avg"``, the paper) or maximum (``"max"``, Table 11) over H x W, kept as
+    (N, C, 1, 1); ``"none"`` (NoSqueeze, Table 16) returns U itself.
+
+    In training the average is written as equation 2, z = (1 / HW) sum_ij u(i, j): the backward of a sum hands
+    autograd a broadcast view of the small (N, C, 1, 1) gradient, where ``mean``'s backward writes a full-size
+    tensor. In eval mode it is ``mean``, which exports to ONNX ReduceMean. Same value either way.
+    """
+    if how == "avg":
+        if training:
+            return x.sum((2, 3), keepdim=True) * (1.0 / (x.shape[2] * x.shape[3]))
+        return x.mean((2, 3), keepdim=True)
+    if how == "max":
+        return x.amax((2, 3), keepdim=True)
+    return x
 
 
 def round_to_divisor(value: float, divisor: int) -> int:
@@ -73,78 +104,25 @@ def round_to_divisor(value: float, divisor: int) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-class PointwiseConv2d(nn.Conv2d):
-    """A 1x1 :class:`~torch.nn.Conv2d` (same parameters, state-dict keys and hooks) that runs as ``F.linear``
-    when the input has a single spatial position - the squeezed descriptor z of an SE block.
+class DescriptorFC(nn.Conv2d):
+    """A fully connected layer on the squeezed descriptor z (N, C, 1, 1): the paper's W1 or W2, stored as a 1x1
+    convolution (same parameters, shapes and state-dict keys as timm's and the release's) and run as the matrix
+    product it is, which on a CPU costs a fraction of a convolution call on a 1x1 map.
 
-    Both paths compute the same sum over input channels; on a CPU the convolution call on an (N, C, 1, 1) input
-    costs about ten times the matrix product (measured at N=32, C=256 by ``benchmarks/bench_se.py --fc``).
+    Only for squeezed input (the NoSqueeze ablation uses a real 1x1 convolution); there is no branch on the input,
+    so fx, export and ONNX record the same product.
     """
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, 1, bias=bias)
 
-    def linear(self, z: torch.Tensor) -> torch.Tensor:
-        """The layer on an (N, C_in) descriptor: (N, C_out), as one matrix product."""
-        return F.linear(z, self.weight.flatten(1), self.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4 and x.shape[2] == 1 and x.shape[3] == 1:
-            return self.linear(x.flatten(1))[:, :, None, None]
-        return super().forward(x)
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return F.linear(z.flatten(1), self.weight.flatten(1), self.bias)[:, :, None, None]
 
 
-#: torch's registries of global module hooks (dicts filled in place by ``register_module_forward_hook`` & co.).
-_GLOBAL_HOOKS = tuple(
-    getattr(nn.modules.module, name) for name in ("_global_forward_hooks", "_global_forward_pre_hooks",
-                                                   "_global_backward_hooks", "_global_backward_pre_hooks")
-    if isinstance(getattr(nn.modules.module, name, None), dict)
-)
-
-
-def has_hooks(module: nn.Module) -> bool:
-    """True when hooks would see ``module``'s call: its own forward/backward hooks, or global module hooks.
-
-    Fast paths that compute a module's result without calling it (the fused SE-ResNet tail, the functional
-    excitation) run only when this is False, so a hook never misses a call.
-    """
-    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
-                or module._backward_pre_hooks) or any(_GLOBAL_HOOKS)
-
-
-def at_least_float32(t: torch.Tensor) -> torch.Tensor:
-    """``t`` in max(float32, t.dtype) precision: low-precision input is promoted, float64 stays float64."""
-    return t if t.dtype in (torch.float32, torch.float64) else t.float()
-
-
-def _is_exporting() -> bool:
-    """True while ``torch.export`` / the dynamo ONNX exporter traces the model (False on torch without the API)."""
-    return bool(getattr(torch.compiler, "is_exporting", lambda: False)())
-
-
-def _broadcast_add_is_slow(x: torch.Tensor) -> bool:
-    """True for a reduced-precision channels_last CPU map: there PyTorch's CPU kernel for ``grad.add_(small.expand(
-    ...))`` - how autograd accumulates the squeeze's gradient into dL/dU - is ~7x slower than materialising the
-    broadcast first and adding two dense tensors (bfloat16, (256, 16, 28, 28): 4.7 vs 0.6 ms on 2 threads; fp32 and
-    contiguous maps are fast as they are)."""
-    return (x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16) and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last))
-
-
-class _MeanWithDenseGrad(torch.autograd.Function):
-    """``x.sum((2, 3), keepdim=True) * (1 / HW)`` whose backward hands autograd a dense channels_last gradient
-    instead of a broadcast view. Same forward values, and the same gradient values bit for bit (a broadcast copy
-    holds the same numbers as the view); only the memory layout of the gradient differs."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.shape = x.shape
-        ctx.scale = 1.0 / (x.shape[2] * x.shape[3])
-        return x.sum((2, 3), keepdim=True) * ctx.scale
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return (grad * ctx.scale).expand(ctx.shape).contiguous(memory_format=torch.channels_last)
+def excitation_fc(c_in: int, c_out: int, bias: bool, *, squeezed: bool) -> nn.Conv2d:
+    """W1 or W2: a :class:`DescriptorFC` on a squeezed descriptor, a real 1x1 convolution for NoSqueeze."""
+    return DescriptorFC(c_in, c_out, bias) if squeezed else nn.Conv2d(c_in, c_out, 1, bias=bias)
 
 
 class SqueezeExcite(AttentionBlock):
@@ -204,62 +182,21 @@ class SqueezeExcite(AttentionBlock):
         self.channels = channels
         self.rd_channels = rd_channels
         self.squeeze = squeeze
-        self.fc1 = PointwiseConv2d(channels, rd_channels, bias=bias)
+        self.fc1 = excitation_fc(channels, rd_channels, bias, squeezed=squeeze != "none")
         self.act = act_layer(inplace=True) if act_layer is nn.ReLU else act_layer()
-        self.fc2 = PointwiseConv2d(rd_channels, channels, bias=bias)
+        self.fc2 = excitation_fc(rd_channels, channels, bias, squeezed=squeeze != "none")
         self.gate = make_gate(gate)
 
-    def _squeeze(self, x: torch.Tensor) -> torch.Tensor:
-        if self.squeeze == "avg":
-            if x.requires_grad and not _is_exporting():
-                # Same value; the backward of a sum is a broadcast view of the small (N, C, 1, 1) gradient,
-                # while mean's backward writes a full-size tensor: ~20-30% off the SE's forward+backward.
-                if _broadcast_add_is_slow(x) and not torch.compiler.is_compiling():
-                    return _MeanWithDenseGrad.apply(x)
-                return x.sum((2, 3), keepdim=True) * (1.0 / (x.shape[2] * x.shape[3]))
-            # A plain mean (not adaptive pooling): exports to ONNX ReduceMean and keeps channels_last.
-            return x.mean((2, 3), keepdim=True)
-        if self.squeeze == "max":
-            return x.amax((2, 3), keepdim=True)
-        return x
-
-    def _is_plain(self) -> bool:
-        """True when fc1, act, fc2 and gate are the stock modules (PointwiseConv2d, ReLU, PointwiseConv2d, Sigmoid)
-        and no hook watches them: then :meth:`excitation` may run them as functions."""
-        mods = self._modules  # one dict read instead of four nn.Module.__getattr__ calls: this runs every forward
-        fc1, act, fc2, gate = mods["fc1"], mods["act"], mods["fc2"], mods["gate"]
-        return (type(fc1) is PointwiseConv2d and type(fc2) is PointwiseConv2d and type(act) is nn.ReLU
-                and type(gate) is nn.Sigmoid and self.squeeze != "none"
-                and not (has_hooks(fc1) or has_hooks(act) or has_hooks(fc2) or has_hooks(gate)))
-
     def excitation(self, x: torch.Tensor) -> torch.Tensor:
-        """Return s = sigma(W2 . delta(W1 . F_sq(U))) in max(float32, U's dtype), shape (N, C, 1, 1)
-        ((N, C, H, W) for NoSqueeze)."""
+        """s = sigma(W2 . delta(W1 . F_sq(U))) in max(float32, U's dtype): (N, C, 1, 1), or (N, C, H, W) for
+        NoSqueeze."""
         check_channels(self, x)
-        if self._is_plain():
-            # The same operations as the module calls below without four nn.Module calls: ~6 us less Python per
-            # SE call in inference and ~40 us per forward+backward on the 2-core VM (not measured on a GPU).
-            z = self._squeeze(x).flatten(1)
-            s = self.fc2.linear(F.relu(self.fc1.linear(z), inplace=self.act.inplace))
-            return torch.sigmoid(at_least_float32(s))[:, :, None, None]
-        s = self.fc2(self.act(self.fc1(self._squeeze(x))))
-        return self.gate(at_least_float32(s))
-
-    def scale(self, x: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
-        """``U * s``, or ``shortcut + U * s`` in one ``addcmul`` (the SE-ResNet tail, the release's "Axpy").
-
-        With ``SENET_SE_KERNEL=triton`` (:mod:`senet.layers.se_triton`), the tail of a stock, unhooked block on a
-        CUDA map runs as fused Triton kernels instead (float32 excitation; same values to float rounding).
-        """
-        if shortcut is not None and self.squeeze == "avg" and se_triton.applies(x, shortcut) and self._is_plain():
-            check_channels(self, x)
-            return se_triton.FusedScaleAdd.apply(x, shortcut, self.fc1.weight, self.fc1.bias, self.fc2.weight,
-                                                 self.fc2.bias)
-        s = self.excitation(x).to(x.dtype)
-        return x * s if shortcut is None else torch.addcmul(shortcut, x, s)
+        z = squeeze(x, self.squeeze, self.training)
+        return self.gate(at_least_float32(self.fc2(self.act(self.fc1(z)))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale(x)
+        """The scale F_scale(U, s) = U * s, broadcast over H x W (equation 4)."""
+        return x * self.excitation(x).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, rd_channels={self.rd_channels}, squeeze={self.squeeze!r}"

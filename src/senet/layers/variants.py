@@ -15,6 +15,8 @@ from torch import nn
 from senet.errors import ConfigError
 from senet.layers.squeeze_excite import AttentionBlock, SqueezeExcite, at_least_float32, check_channels, make_gate
 
+torch.fx.wrap("at_least_float32")  # its dtype choice is opaque to a symbolic trace (see squeeze_excite)
+
 __all__ = ["ECA", "ChannelSpatialSE", "EffectiveSE", "GatherExcite", "SpatialSE"]
 
 

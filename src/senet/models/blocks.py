@@ -15,10 +15,8 @@ Pre-activation units (He et al., "Identity Mappings in Deep Residual Networks", 
 ResNet-164 and WRN-16-8) order each layer BN -> ReLU -> conv, have no ReLU after the addition, and feed a
 projection shortcut the same pre-activated tensor as the branch.
 
-The standard position's tail is fused as in the official release ("Axpy"): ``relu(addcmul(shortcut, U, s))``
-computes the scale U * s and the residual addition in one op. ``fused_tail=False`` runs ``U * s + shortcut``, and
-so does a unit whose SE module has forward hooks (complexity counting, analysis), so the hooks see ``U * s``; the
-gate submodule (``se.gate``) runs on both paths. Both paths give the same outputs and gradients.
+The standard position's tail ``SE(U) + shortcut`` goes through :func:`senet.layers.se_fast.residual_tail`: the
+SE module's own forward, unless its documented rules pick the opt-in fused GPU kernel.
 """
 
 from __future__ import annotations
@@ -27,8 +25,8 @@ import torch
 from torch import nn
 
 from senet.errors import ConfigError
-from senet.layers import AttnFactory, SqueezeExcite
-from senet.layers.squeeze_excite import has_hooks
+from senet.layers import AttnFactory
+from senet.layers.se_fast import residual_tail
 
 __all__ = [
     "SE_POSITIONS",
@@ -38,7 +36,6 @@ __all__ = [
     "conv1x1",
     "conv3x3",
     "projection_shortcut",
-    "scale_and_add",
 ]
 
 #: Where a unit may carry its attention module (see the module docstring).
@@ -61,17 +58,8 @@ def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
 
 
-def scale_and_add(se: nn.Module | None, out: torch.Tensor, shortcut: torch.Tensor, fused: bool = True) -> torch.Tensor:
-    """``se(out) + shortcut``; fused into one ``addcmul`` (shortcut + U * s) for a hook-free SqueezeExcite."""
-    if se is None:
-        return out + shortcut
-    if fused and isinstance(se, SqueezeExcite) and not has_hooks(se):
-        return se.scale(out, shortcut)
-    return se(out) + shortcut
-
-
 class ResidualUnit(nn.Module):
-    """Shared forward of :class:`BasicBlock` and :class:`Bottleneck`: attention placement and the fused tail.
+    """Shared forward of :class:`BasicBlock` and :class:`Bottleneck`: where the attention module sits.
 
     Subclasses build the convolutions and implement :meth:`branch`, the residual function F (without the
     pre-activation of the unit's input, which this class applies).
@@ -82,13 +70,12 @@ class ResidualUnit(nn.Module):
     #: set by :class:`~senet.models.resnet.ResNet` (``relu_before_attn``).
     relu_before_attn = False
 
-    def __init__(self, *, preact: bool, se_position: str, fused_tail: bool, downsample: nn.Module | None) -> None:
+    def __init__(self, *, preact: bool, se_position: str, downsample: nn.Module | None) -> None:
         super().__init__()
         if se_position not in SE_POSITIONS:
             raise ConfigError(f"unknown se_position {se_position!r}; choose one of {', '.join(SE_POSITIONS)}")
         self.preact = preact
         self.se_position = se_position
-        self.fused_tail = fused_tail
         self.downsample = downsample
         self.relu = nn.ReLU(inplace=True)
         self.se: nn.Module | None = None
@@ -119,7 +106,7 @@ class ResidualUnit(nn.Module):
         if pos == "standard":
             if self.relu_before_attn:
                 out = self.relu(out)
-            out = scale_and_add(se, out, shortcut, self.fused_tail)
+            out = residual_tail(se, out, shortcut)
         else:
             out = out + shortcut
         if not self.preact:
@@ -148,9 +135,8 @@ class BasicBlock(ResidualUnit):
         preact: bool = False,
         attn_factory: AttnFactory | None = None,
         se_position: str = "standard",
-        fused_tail: bool = True,
     ) -> None:
-        super().__init__(preact=preact, se_position=se_position, fused_tail=fused_tail, downsample=downsample)
+        super().__init__(preact=preact, se_position=se_position, downsample=downsample)
         if groups != 1 or base_width != 64:
             raise ConfigError(
                 f"basic blocks take groups=1 and base_width=64, got groups={groups}, base_width={base_width}"
@@ -200,9 +186,8 @@ class Bottleneck(ResidualUnit):
         preact: bool = False,
         attn_factory: AttnFactory | None = None,
         se_position: str = "standard",
-        fused_tail: bool = True,
     ) -> None:
-        super().__init__(preact=preact, se_position=se_position, fused_tail=fused_tail, downsample=downsample)
+        super().__init__(preact=preact, se_position=se_position, downsample=downsample)
         width = int(planes * (base_width / 64.0)) * groups
         first = width // 2 if halve_first_width else width
         out_ch = planes * self.expansion

@@ -78,7 +78,8 @@ class BNInception(ClassifierNet):
     """BN-Inception (224x224, 1024 features); ``attn_layer="se"`` gives SE-BN-Inception. See the module docstring.
 
     Modules are named as in the Caffe release (``inception_3a`` .. ``inception_5b``); the attention module of each
-    sits at ``inception_XY.se``.
+    sits at ``inception_XY.se``. Stages: ``conv1`` (/2), ``conv2`` (/4), ``inception_3b`` (/8), ``inception_4d``
+    (/16), ``inception_5b`` (/32) - the last module at each resolution.
     """
 
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
@@ -104,13 +105,9 @@ class BNInception(ClassifierNet):
             channels = module.out_channels
         self.init_head(channels, num_classes, drop_rate)
         init_conv_bn(self)
-
-    def forward_body(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool1(self.conv1(x))
-        x = self.pool2(self.conv2(self.conv2_reduce(x)))
-        for name in self.module_names:
-            x = getattr(self, name)(x)
-        return x
+        self.body = ("conv1", "pool1", "conv2_reduce", "conv2", "pool2", *self.module_names)
+        self.set_stages([("conv1", 64, 2), ("conv2", 192, 4), ("inception_3b", 320, 8), ("inception_4d", 608, 16),
+                         ("inception_5b", channels, 32)])
 
 
 @register_model

@@ -98,7 +98,8 @@ class InceptionResNetV2(ClassifierNet):
     """Inception-ResNet-v2; ``attn_layer="se"`` gives SE-Inception-ResNet-v2 (see the module docstring).
 
     Attention modules sit at ``repeat_a.I.se``, ``repeat_b.I.se`` and ``repeat_c.I.se``. The stem's unpadded
-    convolutions need an input of at least 75 x 75.
+    convolutions need an input of at least 75 x 75. Stages: ``repeat_a`` (/8), ``repeat_b`` (/16) and
+    ``conv_final`` (/32); the unpadded convolutions make the maps a little smaller than H / reduction.
     """
 
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
@@ -141,12 +142,8 @@ class InceptionResNetV2(ClassifierNet):
         self.conv_final = _conv(2080, 1536, 1)
         self.init_head(1536, num_classes, drop_rate)
         init_conv_bn(self)
-
-    def forward_body(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.mixed_5b(self.stem(x))
-        x = self.mixed_6a(self.repeat_a(x))
-        x = self.mixed_7a(self.repeat_b(x))
-        return self.conv_final(self.repeat_c(x))
+        self.body = ("stem", "mixed_5b", "repeat_a", "mixed_6a", "repeat_b", "mixed_7a", "repeat_c", "conv_final")
+        self.set_stages([("repeat_a", 320, 8), ("repeat_b", 1088, 16), ("conv_final", 1536, 32)])
 
 
 @register_model

@@ -72,9 +72,10 @@ class MobileNetV1(ClassifierNet):
         self.blocks = nn.Sequential(*blocks)
         self.init_head(channels, num_classes, drop_rate)
         init_conv_bn(self)
-
-    def forward_body(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.stem(x))
+        self.body = ("stem", *(f"blocks.{i}" for i in range(len(blocks))))
+        # The last block at each resolution: /2 /4 /8 /16 /32.
+        self.set_stages([(f"blocks.{i}", blocks[i].pw.conv.out_channels, r)
+                         for i, r in ((0, 2), (2, 4), (4, 8), (10, 16), (12, 32))])
 
 
 @register_model

@@ -13,13 +13,23 @@ import torch
 from torch import nn
 
 from senet.layers import SqueezeExcite
+from senet.models.common import ClassifierNet
 from senet.models.registry import register_model
 
 __all__ = ["NotebookNet", "notebook_se_residual", "notebook_simple"]
 
 
-class NotebookNet(nn.Module):
-    """conv3x3(32) -> SE -> [+ identity] -> conv1x1(1) -> flatten -> linear(10); see the module docstring."""
+class NotebookNet(ClassifierNet):
+    """conv3x3(32) -> SE -> [+ identity] -> conv1x1(1) -> flatten -> linear(10); see the module docstring.
+
+    The classifier reads every pixel of the 1-channel map, so the input must be exactly ``image_size`` square;
+    ``num_features`` is that map's channel count (1) and ``forward_head`` flattens it (``image_size ** 2`` values,
+    the ``pre_logits`` features) instead of pooling.
+    Stages: ``se`` (the SE output, plus the identity in the residual model; ``filters`` channels) and ``proj_act``
+    (the 1-channel map), both at full resolution.
+    """
+
+    exact_input_size = True
 
     def __init__(
         self,
@@ -33,31 +43,27 @@ class NotebookNet(nn.Module):
     ) -> None:
         super().__init__()
         self.residual = residual
-        self.in_chans = in_chans
+        self.in_chans = self.check_in_chans(in_chans)
         self.image_size = image_size
+        self.min_input_size = image_size
         self.default_input_size = (in_chans, image_size, image_size)
         self.conv = nn.Conv2d(in_chans, filters, 3, padding=1)
         self.act = nn.ReLU(inplace=True)
         self.se = SqueezeExcite(filters, reduction, bias=False)
         self.proj = nn.Conv2d(filters, 1, 1)
         self.proj_act = nn.ReLU(inplace=True)
-        self.fc = nn.Linear(image_size * image_size, num_classes)
+        self.init_head(1, num_classes, 0.0, fc_in=image_size * image_size)
+        self.body = ("conv", "act", "se", "proj", "proj_act")
+        self.set_stages([("se", filters, 1), ("proj_act", 1, 1)])
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_chans or tuple(x.shape[-2:]) != (self.image_size,) * 2:
-            raise ValueError(
-                f"notebook model expects (N, {self.in_chans}, {self.image_size}, {self.image_size}) input, "
-                f"got {tuple(x.shape)}"
-            )
-        x = self.act(self.conv(x))
-        x = self.se(x) + x if self.residual else self.se(x)
-        return self.proj_act(self.proj(x))
+    def run_step(self, path: str, x: torch.Tensor) -> torch.Tensor:
+        out = super().run_step(path, x)
+        return out + x if path == "se" and self.residual else out
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(x, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Flatten the 1-channel map (the notebook's Flatten) and classify it."""
+        x = torch.flatten(x, 1)
+        return x if pre_logits else self.fc(x)
 
 
 @register_model

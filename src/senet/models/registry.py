@@ -53,13 +53,18 @@ def get_model_builder(name: str) -> Callable[..., nn.Module]:
     return _REGISTRY[name]
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, *, features_only: bool = False, out_indices: Any = None, **kwargs: Any) -> nn.Module:
     """Build a registered model. Unknown keyword arguments raise ``ValueError`` naming the accepted ones.
+
+    ``features_only=True`` returns the backbone: its ``forward`` gives the list of stage maps chosen by
+    ``out_indices`` (default all; see ``feature_info``), as timm's ``features_only`` models do.
 
     Every model also takes ``se_removed=[block names]`` (``SE_4_1``, or a module path; see
     :func:`senet.models.named_se_blocks`): those SE blocks are replaced by ``nn.Identity``, as
     :func:`senet.remove_se` leaves them, so a pruned model's saved config rebuilds it.
     """
+    if out_indices is not None and not features_only:
+        raise ConfigError("out_indices only applies with features_only=True")
     se_removed = kwargs.pop("se_removed", None)
     builder = get_model_builder(name)
     sig = inspect.signature(builder)
@@ -91,6 +96,12 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         _drop_se_blocks(model, list(se_removed), name)
         kwargs["se_removed"] = list(se_removed)
     model.senet_config = {"name": name, "kwargs": dict(kwargs)}
+    if features_only:
+        if not hasattr(model, "to_features_only"):
+            raise ConfigError(f"model {name!r} has no stage list, so features_only is not available")
+        model.to_features_only(out_indices)
+        # Saved with the file: loading rebuilds the backbone (JSON has lists, not tuples).
+        model.senet_config["kwargs"].update(features_only=True, out_indices=list(model.out_indices))
     return model
 
 

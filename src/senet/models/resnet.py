@@ -45,6 +45,9 @@ STEM_POOLS = ("pad", "ceil")
 class ResNet(ClassifierNet):
     """A ResNet / ResNeXt / SE-ResNet with the paper's options (see the module docstring).
 
+    Stages (``feature_info``) are ``layer1`` .. ``layerK``; a pre-activation network's final BN + ReLU is its
+    :meth:`forward_final` (applied to the last map by ``forward_intermediates(norm=True)``).
+
     Args:
         block: ``"basic"`` or ``"bottleneck"`` (or a :class:`~senet.models.blocks.ResidualUnit` subclass).
         layers: units per residual stage; stage i of ``layers`` is the paper's stage i + 2 (conv{i+2}_x).
@@ -67,7 +70,6 @@ class ResNet(ClassifierNet):
         attn_kwargs: any other options for the attention layer (e.g. ``{"kernel_size": 3}`` for ECA).
         num_classes: classifier outputs (0 drops the classifier: the model returns pooled features).
         in_chans, drop_rate: input channels; dropout before the classifier (SENet-154 uses 0.2).
-        fused_tail: fuse the standard-position SE scale with the residual addition (``addcmul``).
         relu_before_attn: a ReLU on the residual branch before the standard-position SE, as in timm's
             ``legacy_seresnet18/34`` (needed to convert their weights; see :mod:`senet.interop`).
         zero_init_last: zero the last BN of each unit so every unit starts as the identity.
@@ -100,7 +102,6 @@ class ResNet(ClassifierNet):
         num_classes: int = 1000,
         in_chans: int = 3,
         drop_rate: float = 0.0,
-        fused_tail: bool = True,
         zero_init_last: bool = False,
         relu_before_attn: bool = False,
         default_input_size: Sequence[int] | None = None,
@@ -148,7 +149,7 @@ class ResNet(ClassifierNet):
                     inplanes if j == 0 else out_ch, planes, stride if j == 0 else 1, downsample if j == 0 else None,
                     groups=groups, base_width=base_width, stride_in_1x1=stride_in_1x1,
                     halve_first_width=halve_first_width, preact=preact, se_position=se_position,
-                    attn_factory=attn_factory if i + 2 in se_set else None, fused_tail=fused_tail,
+                    attn_factory=attn_factory if i + 2 in se_set else None,
                 ))
             for u in units:
                 u.relu_before_attn = relu_before_attn
@@ -157,6 +158,11 @@ class ResNet(ClassifierNet):
         self.final_bn = nn.BatchNorm2d(inplanes) if preact else None
         self.init_head(inplanes, num_classes, drop_rate)
         self._init_weights(zero_init_last)
+        self.body = tuple(f"layer{i + 1}" for i in range(stages))
+        stem_reduction = stem_stride if stem == "cifar" else 4
+        self.set_stages([(f"layer{i + 1}", w * unit.expansion, stem_reduction * 2 ** i) for i, w in enumerate(widths)])
+
+    head_modules = ("final_bn", "fc")
 
     # -- construction helpers ------------------------------------------------------------------------------
     def _build_stem(self, stem: str, width: int, stride: int, pool: str, in_chans: int) -> None:
@@ -187,8 +193,8 @@ class ResNet(ClassifierNet):
                     nn.init.zeros_(m.bn3.weight if isinstance(m, Bottleneck) else m.bn2.weight)
 
     # -- forward -------------------------------------------------------------------------------------------
-    def forward_body(self, x: torch.Tensor) -> torch.Tensor:
-        """Stem and residual stages: (N, in_chans, H, W) -> (N, num_features, H/s, W/s)."""
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem: conv(s) + BN + ReLU, then the max-pool (none for the CIFAR stem)."""
         for k in range(1, self.stem_convs + 1):
             x = getattr(self, f"conv{k}")(x)
             bn = getattr(self, f"bn{k}", None)
@@ -196,12 +202,11 @@ class ResNet(ClassifierNet):
                 x = self.relu(bn(x))
         if self.maxpool is not None:
             x = self.maxpool(x)
-        for i in range(1, self.num_stages + 1):
-            x = getattr(self, f"layer{i}")(x)
-        if self.final_bn is not None:
-            x = self.relu(self.final_bn(x))
         return x
 
+    def forward_final(self, x: torch.Tensor) -> torch.Tensor:
+        """The final BN + ReLU of a pre-activation network (nothing otherwise)."""
+        return x if self.final_bn is None else self.relu(self.final_bn(x))
 
 
 def _resolve_block(block: str | type[ResidualUnit]) -> type[ResidualUnit]:
@@ -357,3 +362,30 @@ def se_resnext101_32x4d(**kwargs: Any) -> ResNet:
 def senet154(**kwargs: Any) -> ResNet:
     """SENet-154: SE on a 64x4d ResNeXt-152 with a deep stem, halved first 1x1, 3x3 projections, dropout 0.2."""
     return build_resnet("bottleneck", (3, 8, 36, 3), _SENET154, kwargs)
+
+
+# --- timm's names -------------------------------------------------------------------------------------------
+# timm's SE-ResNets put the stride on the 3x3 ("v1.5") and round C/16 to a multiple of 8 (rd_divisor); module
+# names already match torchvision's and timm's, so these build timm's architecture key for key and a timm state
+# dict loads strictly (tests/test_contract.py checks each against the installed timm).
+_TIMM_SE = {**_V15, **_SE, "attn_kwargs": {"rd_divisor": 8}}
+
+
+def _timm_alias(name: str, block: str, layers: tuple[int, ...], extra: dict[str, Any], doc: str) -> None:
+    def build(**kwargs: Any) -> ResNet:
+        return build_resnet(block, layers, {**_TIMM_SE, **extra}, kwargs)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"timm's ``{name}``: {doc}"
+    register_model(build)
+
+
+_timm_alias("seresnet18", "basic", (2, 2, 2, 2), {}, "SE-ResNet-18 (basic units, SE on each residual branch).")
+_timm_alias("seresnet34", "basic", (3, 4, 6, 3), {}, "SE-ResNet-34 (basic units, SE on each residual branch).")
+_timm_alias("seresnet50", "bottleneck", (3, 4, 6, 3), {}, "SE-ResNet-50 with the stride on the 3x3.")
+_timm_alias("seresnet101", "bottleneck", (3, 4, 23, 3), {}, "SE-ResNet-101 with the stride on the 3x3.")
+_timm_alias("seresnet152", "bottleneck", (3, 8, 36, 3), {}, "SE-ResNet-152 with the stride on the 3x3.")
+_timm_alias("seresnext50_32x4d", "bottleneck", (3, 4, 6, 3), {"groups": 32, "base_width": 4},
+            "SE-ResNeXt-50 (32x4d).")
+_timm_alias("seresnext101_32x4d", "bottleneck", (3, 4, 23, 3), {"groups": 32, "base_width": 4},
+            "SE-ResNeXt-101 (32x4d).")

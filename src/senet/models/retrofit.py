@@ -26,7 +26,8 @@ from torch import nn
 
 from senet.errors import ConfigError
 from senet.layers import AttnFactory, make_attn_factory
-from senet.models.blocks import ResidualUnit, scale_and_add
+from senet.layers.se_fast import residual_tail
+from senet.models.blocks import ResidualUnit
 from senet.models.resnet import check_se_stages
 
 __all__ = ["ActivationThenAttention", "add_se"]
@@ -61,7 +62,7 @@ def _se_basic_forward(self, x: torch.Tensor) -> torch.Tensor:
     out = self.relu(self.bn1(self.conv1(x)))
     out = self.bn2(self.conv2(out))
     shortcut = x if self.downsample is None else self.downsample(x)
-    return self.relu(scale_and_add(self.se, out, shortcut, self.fused_tail))
+    return self.relu(residual_tail(self.se, out, shortcut))
 
 
 def _se_bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +70,7 @@ def _se_bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
     out = self.relu(self.bn2(self.conv2(out)))
     out = self.bn3(self.conv3(out))
     shortcut = x if self.downsample is None else self.downsample(x)
-    return self.relu(scale_and_add(self.se, out, shortcut, self.fused_tail))
+    return self.relu(residual_tail(self.se, out, shortcut))
 
 
 _SE_CLASSES: dict[type[nn.Module], type[nn.Module]] = {}
@@ -121,7 +122,6 @@ def _retrofit_units(units: list[tuple[str, nn.Module]], factory: AttnFactory, st
         else:
             unit.__class__ = _se_class(type(unit))
             unit.se = se
-            unit.fused_tail = True
     return len(planned)
 
 

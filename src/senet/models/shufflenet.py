@@ -105,9 +105,10 @@ class ShuffleNetV1(ClassifierNet):
             self.add_module(f"stage{s}", nn.Sequential(*units))
         self.init_head(channels, num_classes, drop_rate)
         init_conv_bn(self)
-
-    def forward_body(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stage4(self.stage3(self.stage2(self.stem(x))))
+        self.body = ("stem", "stage2", "stage3", "stage4")
+        widths = SHUFFLENET_V1_WIDTHS[groups]
+        self.set_stages([("stem", 24, 4), ("stage2", widths[0], 8), ("stage3", widths[1], 16),
+                         ("stage4", widths[2], 32)])
 
 
 @register_model

@@ -47,7 +47,9 @@ class VGG(ClassifierNet):
     """VGG with BN; ``attn_layer="se"`` gives SE-VGG (see the module docstring).
 
     ``drop_rate`` is the dropout of the two hidden classifier layers (0.5 as in the original). ``forward_head``
-    pools to 7 x 7 (replicating a smaller map, so inputs down to 32 x 32 work) and runs the classifier MLP.
+    pools to 7 x 7 (replicating a smaller map, so inputs down to 32 x 32 work) and runs the classifier MLP;
+    ``pre_logits=True`` (and ``num_classes=0``) gives the MLP's ``hidden`` outputs. Stages: each stage's last conv
+    unit (``features.conv1_2`` /1 .. ``features.conv5_3`` /16) and the final pool ``features.pool5`` (/32).
     """
 
     def __init__(self, stages: tuple[tuple[int, int], ...] = VGG16_STAGES, *, num_classes: int = 1000,
@@ -76,9 +78,12 @@ class VGG(ClassifierNet):
             nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
         )
         init_conv_bn(self)
+        self.body = tuple(f"features.{name}" for name in layers)
+        # Each stage's last conv unit (before its pool), then the final pool: /1 /2 ... /2^(S-1), /2^S.
+        ends = [(f"features.conv{s}_{n}", width, 2 ** (s - 1)) for s, (n, width) in enumerate(stages, start=1)]
+        self.set_stages([*ends, (f"features.pool{len(stages)}", channels, 2 ** len(stages))])
 
-    def forward_body(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+    head_modules = ("pre_logits", "fc")
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.drop(self.pre_logits(torch.flatten(self.pool(x), 1)))
