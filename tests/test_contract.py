@@ -136,6 +136,17 @@ def test_torch_export_equals_eager(name):
         torch.testing.assert_close(exported.module()(x), model(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in MODELS if n not in EXPORT_SAMPLE])
+def test_torch_export_traces_every_other_model_on_the_meta_device(name):
+    """torch.export needs no data either: every registered model exports, and the exported program gives the
+    classifier's output shape."""
+    model = build(name, meta=True).eval()
+    x = small_input(model, device="meta")
+    exported = torch.export.export(model, (x,))
+    assert exported.module()(x).shape == (x.shape[0], model.num_classes)
+
+
 def test_torch_export_of_a_backbone_returns_the_stage_maps():
     model = build("se_resnet8", features_only=True, in_chans=1).eval()
     x = torch.randn(2, 1, 16, 16)

@@ -3,8 +3,7 @@
 * Metrics: top-1, top-5, the summed cross-entropy, the confusion matrix and per-class recall of
   ``evaluate_loader`` / ``senet.train.evaluate`` against sums written out here over all logits at once (uneven
   batches, ties, fewer than 5 classes), instead of against another run of the same meter.
-* The SE-ResNet unit's fused tail (``relu(addcmul(shortcut, U, s))``) and its default path against the unit
-  written out as He et al.'s bottleneck with the paper's SE (Fig. 3: BN3 output scaled, then added to the identity),
+* The SE-ResNet unit against the unit written out as He et al.'s bottleneck with the paper's SE (Fig. 3: BN3 output scaled, then added to the identity),
   outputs and gradients, in training and evaluation mode; with a hook on the SE module the result must not change.
 """
 
@@ -87,7 +86,7 @@ def test_evaluate_reports_the_definitions_on_the_saved_model(tmp_path):
     assert 0 < want["top1"] < want["top5"] < 1  # the figures are informative, not all 0 or 1
 
 
-# ------------------------------------------------------------------------------------------------ fused tail
+# ------------------------------------------------------------------------------------------------ SE bottleneck
 def _bn(x, bn, training):
     return F.batch_norm(x, None if training else bn.running_mean, None if training else bn.running_var,
                         bn.weight, bn.bias, training, 0.0, bn.eps)
@@ -104,11 +103,10 @@ def _bottleneck_by_hand(unit: Bottleneck, x: torch.Tensor, training: bool) -> to
     return F.relu(u * s[:, :, None, None] + x)
 
 
-@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("training", [True, False])
-def test_se_bottleneck_equals_the_unit_written_out(fused, training):
+def test_se_bottleneck_equals_the_unit_written_out(training):
     torch.manual_seed(0)
-    unit = Bottleneck(16, 4, attn_factory=make_attn_factory("se", reduction=4), fused_tail=fused).double()
+    unit = Bottleneck(16, 4, attn_factory=make_attn_factory("se", reduction=4)).double()
     for m in unit.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             torch.nn.init.uniform_(m.weight, 0.5, 1.5)
