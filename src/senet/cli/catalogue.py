@@ -3,7 +3,7 @@
 Each row: the registered name, its family (the module that registers it), parameters, multiply-adds at the
 model's default input size (:data:`senet.complexity.MACS_CONVENTION`), that input size, and whether the model has
 SE (or other attention) blocks. The rows live in :mod:`senet.cli._catalogue_data`; after adding or changing a model,
-regenerate them with ``python -m senet.cli.catalogue`` (``tests/test_catalogue.py`` fails until they match).
+regenerate them with ``python -m senet.cli.catalogue`` (``tests/test_first_minute.py`` fails until they match).
 """
 
 from __future__ import annotations
