@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from senet.cli import main
 from senet.data import write_idx
 from senet.errors import ConfigError
@@ -47,7 +48,7 @@ def run(data_dir, tmp_path_factory):
 
 def test_validation_comes_from_training_files_and_test_is_run_once(run, data_dir):
     result, out = run
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    rows = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
     assert len(rows) == 2 and all(row["val_top1"] for row in rows)
     record = json.loads((out / "test.json").read_text())
     assert record["weights"] == "best" and record["epoch"] == result.best_epoch and record["count"] == 40
@@ -75,7 +76,7 @@ def test_no_validation_split_disables_best_and_tests_the_final_model(data_dir, t
     assert "no validation split" in capsys.readouterr().out
     assert not (out / "best").exists() and result.best_epoch == 0
     assert result.test["weights"] == "final" and result.test["epoch"] == 2
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    rows = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
     assert [row["val_top1"] for row in rows] == ["", ""]
     with pytest.raises(ConfigError, match="no val split"):
         evaluate(out, split="val", data_dir=str(data_dir))

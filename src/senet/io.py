@@ -161,7 +161,7 @@ def _with_real_class_count(model: nn.Module, entry: dict[str, Any]) -> dict[str,
     try:
         with torch.device("meta"):  # the model the config describes, without allocating it
             described = _classifier(create_model(entry["name"], **entry["kwargs"]))
-    except Exception:  # a config that does not build: load_model will say so
+    except (SenetError, ValueError, TypeError, RuntimeError):  # a config that does not build: load_model says so
         return entry
     if isinstance(described, nn.Linear) and described.out_features != head.out_features:
         entry["kwargs"]["num_classes"] = head.out_features

@@ -154,7 +154,6 @@ def greedy_prune(
 def _run_bundle(doc: dict, data: str | None, data_dir: str | None):
     from senet.data import load_dataset
     from senet.io import saved_dataset_name
-
     from senet.train.evaluation import saved_data_options
 
     name = saved_dataset_name(doc, data)
@@ -200,6 +199,7 @@ def prune_run(
     from senet.analysis.pipeline import analyze_excitations, make_eval_loader
     from senet.analysis.prune_report import cost_of, measure_latency, write_prune_report
     from senet.io import WEIGHTS_FILE, check_data_fits_model, load_model, read_config, save_model
+    from senet.train.evaluation import torch_device
 
     run, out = Path(run), Path(out)
     if replace not in REPLACE_MODES:
@@ -211,7 +211,7 @@ def prune_run(
     if (out / WEIGHTS_FILE).exists() and not overwrite:
         raise SenetError(f"{out} already holds a model: pass --overwrite to replace it, or choose another --out")
     doc = read_config(run)
-    device = _device(device)
+    device = torch_device(device)
     model = load_model(run, map_location=device)
     bundle, data_name = _run_bundle(doc, data, data_dir)
     check_data_fits_model(doc["model"], num_classes=bundle.num_classes, in_chans=bundle.in_chans,
@@ -272,17 +272,6 @@ def prune_run(
     save_model(pruned.to("cpu"), out, extra={**extra, "pruned": pruned_doc})
     write_prune_report(summary, out)
     return summary
-
-
-def _device(name: str | None) -> torch.device:
-    """``name`` as a torch device (CUDA when available if None); a bad name raises one line."""
-    try:
-        device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as exc:
-        raise SenetError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SenetError(f"device {name!r} asks for CUDA but no CUDA GPU is available here; use --device cpu")
-    return device
 
 
 def _hw(size: Any) -> tuple[int, int]:

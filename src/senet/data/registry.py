@@ -95,7 +95,7 @@ def seeded_subset(dataset: Dataset, size: int | None, *, seed: int, split: str) 
     return Subset(dataset, indices.tolist())
 
 
-def resolve_val_count(val_split: float | int, total: int) -> int:
+def resolve_val_count(val_split: float, total: int) -> int:
     """How many of ``total`` training images ``val_split`` holds out: a fraction in [0, 1) or a count >= 0."""
     bad = isinstance(val_split, bool) or not isinstance(val_split, (int, float))
     if not bad and isinstance(val_split, float) and not val_split.is_integer():
@@ -122,7 +122,7 @@ def held_out_indices(total: int, count: int, *, seed: int) -> tuple[Tensor, Tens
     return order[count:].sort().values, order[:count].sort().values
 
 
-def _hold_out(bundle: DatasetBundle, val_split: float | int, seed: int) -> DatasetBundle:
+def _hold_out(bundle: DatasetBundle, val_split: float, seed: int) -> DatasetBundle:
     """The published test split becomes ``test``; ``val`` is a seeded part of the training set (never augmented)."""
     train = bundle.train
     count = resolve_val_count(val_split, len(train))
@@ -158,7 +158,7 @@ def load_dataset(
     augment: bool = True,
     seed: int = 0,
     strict: bool = False,
-    val_split: float | int | None = None,
+    val_split: float | None = None,
     test_subset: int | None = None,
     image_size: int | None = None,
 ) -> DatasetBundle:

@@ -19,6 +19,7 @@ while W1 is random and W2 receives a gradient from the first step on.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import torch
@@ -26,7 +27,7 @@ from torch import nn
 
 from senet.errors import ConfigError
 
-__all__ = ["se_input_layers", "init_se_identity_"]
+__all__ = ["init_se_identity_", "se_input_layers"]
 
 
 def _unit_feeder(unit: nn.Module) -> nn.Module | None:
@@ -56,7 +57,7 @@ def se_input_layers(model: nn.Module) -> dict[nn.Module, nn.Module]:
     for module in model.modules():
         if isinstance(module, nn.Sequential):
             layers = list(module)
-            for before, layer in zip(layers, layers[1:]):
+            for before, layer in itertools.pairwise(layers):
                 if isinstance(layer, ActivationThenAttention) and layer.se is not None:
                     found[layer.se] = before
     return found

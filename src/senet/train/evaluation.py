@@ -23,7 +23,7 @@ def _model_folder(path: Path) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def _torch_device(name: str | None) -> Any:
+def torch_device(name: str | None) -> Any:
     """``name`` as a ``torch.device`` (CUDA when available if None); a bad or absent device raises one line."""
     import torch
 
@@ -106,7 +106,7 @@ def evaluate(
         options["image_size"] = image_size
     import torch
 
-    device = _torch_device(device)
+    device = torch_device(device)
     model = load_model(model_path, map_location=device)
     bn_folded = 0
     if fold_bn:
