@@ -20,9 +20,9 @@ innermost, so loads are contiguous along C.
 
 Status: correct (``tests/test_se_triton.py`` compares it with the eager block through Triton's interpreter on the
 CPU - values and every gradient, NCHW and channels_last, fp32 and bf16 autocast - and compiles every kernel variant
-ahead of time to sm_90 cubins), **not yet run or timed on a GPU**: it is off unless :func:`enable` is called (the benchmarks call
-:func:`enable_from_environment`, which reads ``SENET_SE_KERNEL=triton``), and ``benchmarks/run_gpu_triton.sh`` is the one script a GPU session runs to
-check and measure it.
+ahead of time to sm_90 cubins), and off unless :func:`enable` is called (the benchmarks call
+:func:`enable_from_environment`, which reads ``SENET_SE_KERNEL=triton``): whether it pays on a GPU is measured by
+``benchmarks/run_gpu_triton.sh``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Channel- and spatial-attention modules that later work built beside SE (SPEC section 7).
+"""Channel- and spatial-attention modules that later work built beside SE (sSE, scSE, ECA, eSE,
+Gather-Excite).
 
 Each is an :class:`~senet.layers.squeeze_excite.AttentionBlock` whose gate is a submodule named ``gate``. As in
 SqueezeExcite, the gate runs in max(float32, input dtype) precision and the scale in the input's dtype.

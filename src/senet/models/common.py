@@ -24,13 +24,11 @@ class MaxPool2d(nn.MaxPool2d):
     """:class:`torch.nn.MaxPool2d` that, when no gradient is needed, pools a contiguous (NCHW) CPU map in
     channels_last layout.
 
-    PyTorch's CPU max-pool kernel for NCHW maps is 3.5-5.3x slower than its NHWC kernel: the stem pool of a
-    ResNet-50 (3x3, stride 2, on (N, 64, 112, 112)) takes ~3.7 ms at batch 1 and ~106 ms at batch 32 on 2 threads,
-    against ~0.7 / ~30 ms for copying to channels_last, pooling and copying back (an interleaved A/B of a whole
-    batch-1 SE-ResNet-50 forward measured +2%). A maximum is exact, so the values are those of the NCHW kernel bit for bit (tested, ties included),
-    and the output is NCHW again. Only inference takes this path: in training the pool would keep the
-    channels_last copy alive for its backward (one more stem-sized map) for a small gain (~10% of the pool's
-    forward+backward). Everything else - a gradient to compute, channels_last input, CUDA, ``return_indices``,
+    PyTorch's CPU max-pool kernel for NCHW maps is several times slower than its NHWC kernel, by more than the
+    cost of copying the map to channels_last and back (figures on the documentation's performance page). A
+    maximum is exact, so the values are those of the NCHW kernel bit for bit (tested, ties included), and the
+    output is NCHW again. Only inference takes this path: in training the pool would keep the
+    channels_last copy alive for its backward (one more stem-sized map) for a small gain. Everything else - a gradient to compute, channels_last input, CUDA, ``return_indices``,
     tracing, ``torch.compile`` and export - runs nn.MaxPool2d's forward. Same constructor, ``repr`` and (empty)
     state dict as nn.MaxPool2d.
     """

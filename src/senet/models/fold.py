@@ -4,8 +4,7 @@ In evaluation BN is a per-channel affine map ``y = gamma * (x - mu) / sqrt(var +
 statistics, so after a convolution ``x = W * u + b`` it folds into the convolution itself:
 ``W' = W * k`` and ``b' = (b - mu) * k + beta`` with ``k = gamma / sqrt(var + eps)`` per output channel. The
 folded model computes the same function (to float rounding) and skips one full read and write of every feature
-map that had a BN: what makes ``se_resnet50`` faster than timm's ``seresnet50`` in CPU inference
-(``benchmarks/bench_models.py --fold-bn``). timm and torchvision leave BN unfolded in eager mode.
+map that had a BN (``benchmarks/bench_models.py --fold-bn`` measures it). timm and torchvision leave BN unfolded in eager mode.
 
 Which pairs fold, decided by structure and never by names alone:
 

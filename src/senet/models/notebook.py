@@ -1,4 +1,4 @@
-"""The Keras notebook's two 28x28x1 models (SPEC section 5), in PyTorch.
+"""The Keras notebook's two 28x28x1 models (the project's starting point), in PyTorch.
 
 Both: Conv2D(32, 3x3, same, ReLU) -> SE(r=2, no bias) -> Conv2D(1, 1x1, ReLU) -> Flatten -> Dense(10).
 *notebook_se_residual* adds the SE output to its input (x = SE(x) + x) before the 1x1 conv. Parameters:
