@@ -32,6 +32,13 @@ def test_report_table_and_curves(summary):
     assert "| notebook_se_residual | 9,227 |" in report and "±" in report and "curves.png" in report
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "summary.json").read_text())["seeds"] == 2
+    (diff,) = json.loads((out / "summary.json").read_text())["differences"]
+    base, se = (m["top1"] for m in result["models"])
+    assert diff["model"] == "notebook_se_residual" and diff["baseline"] == "notebook_simple" and diff["seeds"] == 2
+    assert diff["top1_difference"] == pytest.approx(((se[0] - base[0]) + (se[1] - base[1])) / 2)
+    low, high = diff["ci95"]
+    assert low <= diff["top1_difference"] <= high and diff["decided"] == (low > 0 or high < 0)
+    assert f"Paired by seed, test top-1: {diff['verdict']}." in report
 
 
 def test_each_run_is_a_normal_train_folder_with_its_own_seed(summary):

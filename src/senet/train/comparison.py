@@ -17,6 +17,7 @@ from typing import Any
 
 from senet.errors import ConfigError, SenetError
 from senet.train.config import TrainConfig, make_config
+from senet.train.significance import paired_difference
 from senet.train.state import RUN_FILE, folder_holds_run
 
 __all__ = ["ModelSummary", "compare"]
@@ -129,6 +130,7 @@ def compare(
         "models": [{**row.__dict__, "top1_mean": row.top1_mean, "top1_std": row.top1_std,
                     "val_top1_mean": row.val_top1_mean} for row in rows],
         "curves_png": str(curves_png), "report_md": str(out / "report.md"),
+        "differences": [_difference(row, rows[0]) for row in rows[1:]],
     }
     atomic_write_json(out / "summary.json", summary)
     write_report(out / "report.md", summary, rows)
@@ -146,3 +148,11 @@ def _scores(runs: list[Any]) -> tuple[list[tuple[float, float]], str]:
 
 def _hw(size: Any) -> tuple[int, int]:
     return (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size), int(size))
+
+
+def _difference(row: ModelSummary, baseline: ModelSummary) -> dict[str, Any]:
+    """``row`` against the first model, paired by seed (:func:`senet.train.significance.paired_difference`)."""
+    diff = paired_difference(row.top1, baseline.top1)
+    return {"model": row.model, "baseline": baseline.model, "split": row.split, "seeds": diff.n,
+            "top1_difference": diff.mean, "ci95": None if diff.low is None else [diff.low, diff.high],
+            "decided": diff.decided, "verdict": diff.verdict(row.model, baseline.model)}

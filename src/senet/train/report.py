@@ -7,6 +7,7 @@ from typing import Any
 
 from senet.complexity import MACS_CONVENTION
 from senet.io import atomic_write_bytes
+from senet.train.significance import paired_difference
 
 __all__ = ["format_table", "write_report"]
 
@@ -85,6 +86,7 @@ def write_report(path: str | Path, summary: dict[str, Any], rows: list[Any]) -> 
          f"overhead interleaved in one process)."),
         "",
     ]
+    split = rows[0].split if rows else "test"
     if len(rows) >= 2:
         ref = rows[0]
         parts.append("Differences against " + ref.model + ":")
@@ -92,10 +94,11 @@ def write_report(path: str | Path, summary: dict[str, Any], rows: list[Any]) -> 
         for r in rows[1:]:
             extra_params = 100 * (r.params - ref.params) / max(ref.params, 1)
             speed = 100 * (r.images_per_s / max(ref.images_per_s, 1e-9) - 1)
+            verdict = paired_difference(r.top1, ref.top1).verdict(r.model, ref.model)
             parts.append(f"- {r.model}: top-1 {100 * (r.top1_mean - ref.top1_mean):+.2f} points, parameters "
-                         f"{extra_params:+.1f}%, training throughput {speed:+.1f}%")
+                         f"{extra_params:+.1f}%, training throughput {speed:+.1f}%. Paired by seed, "
+                         f"{split} top-1: {verdict}.")
         parts.append("")
-    split = rows[0].split if rows else "test"
     parts += ["## Per seed", "", f"| model | run folder | val top-1 % | {split} top-1 % | {split} top-5 % |",
               "|---|---|---:|---:|---:|"]
     for r in rows:
