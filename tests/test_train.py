@@ -14,6 +14,7 @@ import senet
 from senet.cli import main
 from senet.errors import ConfigError, SenetError
 from senet.train import TrainConfig, train
+from senet.train import epoch as epoch_module
 from senet.train import loop as loop_module
 
 DATA = "synthetic:train=128,val=64"
@@ -95,9 +96,9 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, mo
                 return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(loop_module, "F", types.SimpleNamespace(cross_entropy=poisoned))
+    monkeypatch.setattr(epoch_module, "F", types.SimpleNamespace(cross_entropy=poisoned))
     out = tmp_path / "nan"
-    with pytest.raises(SenetError, match=r"not finite \(nan\) at step 6 \(epoch 2\).*epoch 1"):
+    with pytest.raises(SenetError, match=r"not finite \(nan\) at step 6 \(epoch 2\), noticed at step 8.*epoch 1"):
         train({**RECIPE, "epochs": 3, "out": str(out)})
     state = torch.load(out / "train_state.pt", weights_only=True)
     assert state["epoch"] == 1 and (out / "model.safetensors").exists()

@@ -63,6 +63,8 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channels-last", action="store_true", default=None, help="channels-last memory format")
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+    g.add_argument("--tensorboard", action="store_true", default=None,
+                   help='also write TensorBoard event files to OUT/tensorboard (needs pip install "senet[tensorboard]")')
     g = p.add_argument_group("run folder")
     g.add_argument("--config", metavar="FILE.yaml", type=Recipe(),
                    help="YAML file with any of these options (flags override it)")

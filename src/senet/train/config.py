@@ -42,7 +42,7 @@ SHARDING_STRATEGIES = ("fsdp", "deepspeed")
 
 #: Keys a resumed run may change: where and how it runs, not what it computes.
 RUNTIME_KEYS = frozenset({"out", "resume", "overwrite", "workers", "data_dir", "download", "devices", "strategy",
-                          "num_nodes", "accelerator", "compile", "progress"})
+                          "num_nodes", "accelerator", "compile", "progress", "tensorboard"})
 
 
 class Flag(checks.Check):
@@ -167,6 +167,7 @@ class TrainConfig:
     overwrite: bool = False
     compile: bool = False
     progress: bool = True
+    tensorboard: bool = _check(Flag(), False)
     val_split: float | int | None = _check(FractionOrCount())
     test_subset: int | None = _check(checks.Int(1))
     image_size: int | None = _check(checks.Int(8, checks.IMAGE_SIDE_MAX))

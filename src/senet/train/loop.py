@@ -1,6 +1,7 @@
 """The training loop on Lightning Fabric: plain PyTorch you can read top to bottom.
 
-Fabric supplies the devices, the DDP wrapping, mixed precision and process launch; the loop itself - lr schedule,
+Fabric supplies the devices, the DDP wrapping, mixed precision, process launch, checkpoint saving and loading
+(:mod:`senet.train.checkpoint`) and the loggers (:mod:`senet.train.loggers`); the loop itself - lr schedule,
 forward, loss, backward, step, validation, checkpoints - is written out here. One process (CPU or one GPU) runs
 ``_run`` directly; ``devices * num_nodes > 1`` goes through ``fabric.launch``.
 
@@ -28,11 +29,16 @@ from torch.utils.data import DistributedSampler, Sampler
 from senet.errors import ConfigError, SenetError
 from senet.progress import progress as progress_bar
 from senet.train import state as st
+from senet.train.checkpoint import SafeCheckpointIO, load_checkpoint, restore_model_and_optimizer
 from senet.train.config import TrainConfig
 from senet.train.distributed import gather_rank_states, restore_rank_state, use_sync_batchnorm
+from senet.train.epoch import train_one_epoch
+from senet.train.epoch_files import EpochWriter
+from senet.train.loggers import build_loggers, close_loggers
 from senet.train.metrics import ClassificationMeter
+from senet.train.optim import train_mode
 from senet.train.precision import check_precision, fabric_precision
-from senet.train.schedules import lr_factor
+from senet.train.run_state import EpochResult, TrainProgress
 
 __all__ = ["TrainResult", "evaluate_loader", "model_kwargs_for", "run_training"]
 
@@ -82,9 +88,11 @@ def run_training(config: TrainConfig) -> TrainResult:
     """Set up Fabric from ``config`` (already validated and resolved) and train; see :func:`senet.train.train`."""
     from lightning_fabric import Fabric
 
+    loggers = build_loggers(config)  # a missing optional package ends here, in one line
     try:
         fabric = Fabric(accelerator=config.accelerator, devices=config.devices, strategy=config.strategy,
-                        num_nodes=config.num_nodes, precision=fabric_precision(config.precision))
+                        num_nodes=config.num_nodes, precision=fabric_precision(config.precision),
+                        plugins=[SafeCheckpointIO()], loggers=loggers)
     except (RuntimeError, ValueError, ImportError) as exc:  # --accelerator cuda without a GPU, unknown --strategy, tpu
         reason = " ".join(str(exc).split())
         raise SenetError(f"cannot set up accelerator={config.accelerator} strategy={config.strategy} "
@@ -202,22 +210,17 @@ def _run(fabric: Any, config: TrainConfig) -> TrainResult:
 def _train(fabric: Any, config: TrainConfig) -> TrainResult:
     out = config.out_dir
     _on_rank_zero(fabric, _check_out_dir, config)
-    saved = st.load_train_state(out) if config.resume and (out / st.STATE_FILE).exists() else None
+    saved = load_checkpoint(fabric, out) if config.resume and (out / st.STATE_FILE).exists() else None
     if saved is not None:
         st.check_state_matches_run(saved, config.recipe(), out)
     bundle = _load_data(fabric, config)
     _check_batch_fits(config, len(bundle.train), fabric.world_size)  # before the run folder is claimed
     kwargs = model_kwargs_for(config, bundle)
-    model, forward_model, fopt, frozen_norms = _setup_model(fabric, config, kwargs, saved)
-    start_epoch, step, history, best = 0, 0, [], {"top1": -1.0, "epoch": 0}
-    if saved is not None:
-        start_epoch, step, history, best = saved["epoch"], saved["step"], list(saved["history"]), dict(saved["best"])
-        if fabric.global_rank == 0:
-            st.restore_rng(saved["rng"])
-        else:  # replaced by this rank's own saved states below, when the checkpoint has them
-            st.seed_everything(config.seed + 1_000_003 * fabric.global_rank + start_epoch)
-    elif fabric.global_rank > 0:
-        st.seed_everything(config.seed + 1_000_003 * fabric.global_rank)  # distinct augmentations per process
+    model, forward_model, optimizer, frozen_norms = _setup_model(fabric, config, kwargs, resuming=saved is not None)
+    if saved is not None:  # after setup, so the optimizer's tensors land on the model's device
+        restore_model_and_optimizer(fabric, out, model, optimizer)
+    progress = TrainProgress.from_checkpoint(saved)
+    _seed_process_rngs(fabric, config, saved, progress.epoch)
 
     train_sampler, train_loader, val_loader = _make_loaders(fabric, config, bundle)
     generators = {"train": train_loader.generator}  # they seed each epoch's augmentation
@@ -233,54 +236,63 @@ def _train(fabric: Any, config: TrainConfig) -> TrainResult:
                      "the end, on the final model")
 
     steps_per_epoch = len(train_loader)
-    total_steps = steps_per_epoch * config.epochs
-    schedule = {"schedule": config.schedule, "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
-                "milestones": config.step_milestones(), "warmup_steps": round(config.warmup * steps_per_epoch)}
-    writer = _tensorboard(out) if fabric.is_global_zero else None
-    show_bar = config.progress and fabric.is_global_zero
+    schedule = {"schedule": config.schedule, "total_steps": steps_per_epoch * config.epochs,
+                "steps_per_epoch": steps_per_epoch, "milestones": config.step_milestones(),
+                "warmup_steps": round(config.warmup * steps_per_epoch)}
     saved_info = {"dataset": {"name": bundle.name, "num_classes": bundle.num_classes, "in_chans": bundle.in_chans,
                               "image_size": bundle.image_size, "mean": _plain(bundle.mean), "std": _plain(bundle.std)},
                   "class_names": list(bundle.class_names), "train_config": config.to_dict()}
+    writer = EpochWriter(fabric, config, model, optimizer, saved_info)
 
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(progress.epoch, config.epochs):
         epoch_start = time.perf_counter()
         train_sampler.set_epoch(epoch)
-        bar = progress_bar(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", enabled=show_bar)
-        totals, step, lr = _train_one_epoch(fabric, forward_model, fopt, bar, config, schedule, step, epoch,
-                                            last_good_epoch=len(history), frozen_norms=frozen_norms)
+        bar = progress_bar(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}",
+                           enabled=config.progress and fabric.is_global_zero)
+        train_mode(forward_model, list(frozen_norms))
+        totals = train_one_epoch(fabric, forward_model, optimizer, bar, config, schedule, progress.step, epoch,
+                                 last_good_epoch=progress.epoch)
         train_seconds = time.perf_counter() - epoch_start
         val = {"loss": None, "top1": None, "top5": None} if val_loader is None else evaluate_loader(
             forward_model, val_loader, bundle.num_classes, fabric=fabric, channels_last=config.channels_last).summary()
-        loss_sum, correct, seen = totals
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-               "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"], "lr": lr,
-               "epoch_time": time.perf_counter() - epoch_start, "images_per_s": seen / train_seconds}
-        _check_finite(row, model, out, len(history))
-        history.append(row)
-        improved = row["val_top1"] is not None and row["val_top1"] > best["top1"]
-        if improved:
-            best = {"top1": row["val_top1"], "epoch": row["epoch"]}
-        shown_val = "no validation" if val_loader is None else (
-            f"val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}")
-        fabric.print(f"epoch {row['epoch']}/{config.epochs}: train loss {row['train_loss']:.4f} "
-                     f"acc {row['train_acc']:.4f} | {shown_val} | lr {lr:.4g} | {row['images_per_s']:.0f} img/s, "
-                     f"{row['epoch_time']:.1f} s")
+        result = EpochResult(epoch=epoch + 1, train_loss=totals.loss_sum / totals.seen,
+                             train_acc=totals.correct / totals.seen, val_loss=val["loss"], val_top1=val["top1"],
+                             val_top5=val["top5"], lr=totals.lr, epoch_time=time.perf_counter() - epoch_start,
+                             images_per_s=totals.seen / train_seconds)
+        _check_finite(result.as_row(), model, out, progress.epoch)
+        improved = progress.record(result, totals.step)
+        _print_epoch(fabric, config, result)
         ranks = gather_rank_states(fabric, generators)  # a collective: every process's RNG, for an exact resume
-        if fabric.is_global_zero:
-            _write_epoch(out, model, fopt, row, history, best, improved, step, config, saved_info, writer,
-                         {**{name: g.get_state() for name, g in generators.items()}, "ranks": ranks})
-        fabric.barrier()
-    if writer is not None:
-        writer.close()
+        writer.write(progress, improved, {**{name: g.get_state() for name, g in generators.items()}, "ranks": ranks})
+    close_loggers(fabric)
     from senet.train.final_test import evaluate_test_once
 
-    test = evaluate_test_once(fabric, model, forward_model, bundle, config, best, history)
-    return TrainResult(out=out, model=config.model, model_kwargs=kwargs, history=history,
-                       best_top1=max(best["top1"], 0.0), best_epoch=best["epoch"], test=test)
+    test = evaluate_test_once(fabric, model, forward_model, bundle, config, progress.best, progress.history)
+    return TrainResult(out=out, model=config.model, model_kwargs=kwargs, history=progress.history,
+                       best_top1=max(progress.best_top1, 0.0), best_epoch=progress.best_epoch, test=test)
 
 
-def _setup_model(fabric: Any, config: TrainConfig, kwargs: dict[str, Any], saved: dict | None):
-    """Build the model (same initial weights on every process; from ``init_from`` when set), freeze what
+def _seed_process_rngs(fabric: Any, config: TrainConfig, saved: dict | None, start_epoch: int) -> None:
+    """Rank 0 continues its saved RNG states; the other ranks get distinct seeds, replaced by their own saved states
+    (when the checkpoint has them) once the loaders exist."""
+    if saved is not None and fabric.global_rank == 0:
+        st.restore_rng(saved["rng"])
+    elif saved is not None:
+        st.seed_everything(config.seed + 1_000_003 * fabric.global_rank + start_epoch)
+    elif fabric.global_rank > 0:
+        st.seed_everything(config.seed + 1_000_003 * fabric.global_rank)  # distinct augmentations per process
+
+
+def _print_epoch(fabric: Any, config: TrainConfig, result: EpochResult) -> None:
+    shown_val = "no validation" if result.val_top1 is None else (
+        f"val loss {result.val_loss:.4f} top-1 {result.val_top1:.4f} top-5 {result.val_top5:.4f}")
+    fabric.print(f"epoch {result.epoch}/{config.epochs}: train loss {result.train_loss:.4f} "
+                 f"acc {result.train_acc:.4f} | {shown_val} | lr {result.lr:.4g} | {result.images_per_s:.0f} img/s, "
+                 f"{result.epoch_time:.1f} s")
+
+
+def _setup_model(fabric: Any, config: TrainConfig, kwargs: dict[str, Any], resuming: bool):
+    """Build the model (same initial weights on every process; from ``init_from`` unless resuming), freeze what
     ``freeze`` says, claim the run folder, set up the optimizer and Fabric.
 
     Returns (the plain model for saving, the Fabric-wrapped - maybe compiled - model for forward, the optimizer,
@@ -293,7 +305,7 @@ def _setup_model(fabric: Any, config: TrainConfig, kwargs: dict[str, Any], saved
     model = create_model(config.model, **kwargs)
     if config.sync_bn:  # before freezing, which keeps the frozen part's BatchNorm layers in eval mode
         model = use_sync_batchnorm(model, fabric)
-    if config.init_from and saved is None:
+    if config.init_from and not resuming:
         from senet.train.init_from import load_initial_weights, read_source
 
         fabric.print(load_initial_weights(model, read_source(config.init_from)))
@@ -301,23 +313,9 @@ def _setup_model(fabric: Any, config: TrainConfig, kwargs: dict[str, Any], saved
     _on_rank_zero(fabric, _claim_out_dir, config)  # only now that the data and the model are known to work
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if saved is not None:
-        _restore(model.load_state_dict, saved["model"], config)
     optimizer = make_optimizer(model, config)
     forward_model, optimizer = fabric.setup(torch.compile(model) if config.compile else model, optimizer)
-    if saved is not None:  # after setup, so its tensors land on the model's device
-        _restore(optimizer.load_state_dict, saved["optimizer"], config)
     return model, forward_model, optimizer, frozen_norms
-
-
-def _restore(load: Any, state: dict, config: TrainConfig) -> None:
-    """``load(state)``; a state that does not fit the model or optimizer of ``run.json`` is a SenetError."""
-    try:
-        load(state)
-    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SenetError(f"cannot resume: {config.out_dir / st.STATE_FILE} does not fit the run described by "
-                         f"{config.out_dir / st.RUN_FILE} ({first}); start again with --overwrite") from exc
 
 
 def _make_loaders(fabric: Any, config: TrainConfig, bundle: Any) -> tuple[DistributedSampler, Any, Any]:
@@ -335,67 +333,6 @@ def _make_loaders(fabric: Any, config: TrainConfig, bundle: Any) -> tuple[Distri
     return sampler, train_loader, val_loader
 
 
-def _train_one_epoch(fabric: Any, model: nn.Module, optimizer: Any, batches: Any, config: TrainConfig,
-                     schedule: dict[str, Any], step: int, epoch: int, last_good_epoch: int, frozen_norms=()):
-    """One pass over the training batches; returns ((loss sum, correct, seen) over all processes, step, last lr)."""
-    from senet.train.optim import train_mode
-
-    train_mode(model, list(frozen_norms))
-    loss_sum, correct, seen, lr = 0.0, 0, 0, config.lr
-    start = time.perf_counter()
-    for batch in batches:
-        images, labels = fabric.to_device(batch)  # (not fabric.setup_dataloaders: it would reset set_epoch)
-        lr = config.lr * lr_factor(step, **schedule)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        if config.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
-        loss_value = _checked_loss(fabric, loss, step, epoch, config.out_dir, last_good_epoch)
-        optimizer.zero_grad(set_to_none=True)
-        fabric.backward(loss)
-        if config.clip_grad_norm is not None:
-            fabric.clip_gradients(model, optimizer, max_norm=config.clip_grad_norm)
-        optimizer.step()
-        step += 1
-        loss_sum += loss_value * labels.shape[0]
-        correct += int((logits.detach().argmax(dim=1) == labels).sum())
-        seen += labels.shape[0]
-        if hasattr(batches, "set_postfix"):
-            rate = seen * fabric.world_size / max(time.perf_counter() - start, 1e-9)
-            batches.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}", img_s=f"{rate:.0f}",
-                                lr=f"{lr:.4g}", refresh=False)  # redraw at the bar's own interval
-    if hasattr(batches, "close"):
-        batches.close()
-    totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=fabric.device)
-    return fabric.all_reduce(totals, reduce_op="sum").cpu().tolist(), step, lr
-
-
-def _write_epoch(out: Path, model: nn.Module, optimizer: Any, row: dict, history: list, best: dict, improved: bool,
-                 step: int, config: TrainConfig, saved_info: dict, writer: Any, data_order: dict) -> None:
-    """The end-of-epoch files, in an order that makes a kill at any moment safe: the state file comes last."""
-    from senet.io import save_model
-    from senet.train.plots import plot_run_curves
-
-    extra = {**saved_info, "metrics": row, "epoch": row["epoch"], "best": best}
-    if improved:
-        save_model(model, out / st.BEST_DIR, extra=extra)
-    save_model(model, out, extra=extra)
-    st.write_metrics_csv(out, history)
-    plot_run_curves(history, out / "curves.png", config.model, config.data)
-    if writer is not None:
-        for key in st.METRIC_COLUMNS[1:]:
-            if row[key] is not None:
-                writer.add_scalar(key, row[key], row["epoch"])
-        writer.flush()
-    st.save_train_state(out, {
-        "epoch": row["epoch"], "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "rng": st.capture_rng(), "data_order": {**data_order, "seed": config.seed, "epoch": row["epoch"]},
-        "history": history, "best": best, "recipe": config.recipe(),
-    })
-
-
 def _check_finite(row: dict[str, Any], model: nn.Module, out: Path, last_epoch: int) -> None:
     """A NaN/inf validation loss, or weights that are no longer finite after the epoch, fail the run before
     anything of the epoch is written: the checkpoint and ``best/`` of earlier epochs stay as they were."""
@@ -409,19 +346,6 @@ def _check_finite(row: dict[str, Any], model: nn.Module, out: Path, last_epoch: 
         what = f"validation loss is {row['val_loss']} at epoch {row['epoch']}"
     kept = f"the checkpoint of epoch {last_epoch} in {out} is kept" if last_epoch else "nothing was saved"
     raise SenetError(f"training diverged: {what}; {kept}; try a lower --lr, a --warmup, or --precision 32")
-
-
-def _checked_loss(fabric: Any, loss: torch.Tensor, step: int, epoch: int, out: Path, last_epoch: int) -> float:
-    """The loss as a float; NaN or inf on any process stops the run, keeping the last good checkpoint."""
-    value = float(loss.detach())
-    bad = not math.isfinite(value)
-    if fabric.world_size > 1:
-        bad = bool(fabric.all_reduce(torch.tensor(float(bad), device=fabric.device), reduce_op="sum") > 0)
-    if bad:
-        kept = f"the checkpoint of epoch {last_epoch} in {out} is kept" if last_epoch else "no checkpoint was written"
-        raise SenetError(f"loss is not finite ({value}) at step {step + 1} (epoch {epoch + 1}); stopped, {kept}; "
-                         f"try a lower --lr, a --warmup, or --precision 32")
-    return value
 
 
 @torch.no_grad()
@@ -443,14 +367,6 @@ def evaluate_loader(model: nn.Module, loader: Any, num_classes: int, *, fabric: 
     meter.sync(fabric)
     model.train(was_training)
     return meter
-
-
-def _tensorboard(out: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
-        return None
-    return SummaryWriter(str(out / "tensorboard"))
 
 
 def _plain(value: Any) -> Any:

@@ -3,7 +3,7 @@
 Layout of a run folder ``DIR``::
 
     DIR/run.json          the training config, written before the first step (marks the folder as a run)
-    DIR/train_state.pt    resume state after the last finished epoch (written last, atomically)
+    DIR/train_state.pt    resume state after the last finished epoch (written last, atomically, through Fabric)
     DIR/model.safetensors + DIR/config.json          the model after the last finished epoch
     DIR/best/model.safetensors + best/config.json    the model with the best validation top-1 so far (none without
                                                      a validation split)
@@ -13,7 +13,7 @@ Layout of a run folder ``DIR``::
 
 ``train_state.pt`` holds only tensors, numbers, strings, lists, tuples and dicts: model and optimizer state, the
 epoch and global step, the metric history, the best top-1, and every RNG state (Python, NumPy, torch CPU, CUDA
-when present, and the data-order seed/epoch). It is loaded with ``torch.load(weights_only=True)``, so a file that
+when present, and the data-order seed/epoch). It is written and read through Fabric (:mod:`senet.train.checkpoint`) with ``torch.load(weights_only=True)``, so a file that
 would run code is refused. Because it is written after every other file of the epoch, a kill at any moment leaves
 a consistent state: resuming redoes the interrupted epoch from the same RNG states and rewrites the other files.
 """
@@ -45,6 +45,7 @@ __all__ = [
     "STATE_FILE",
     "RunFolderLock",
     "capture_rng",
+    "check_state_format",
     "check_state_matches_run",
     "folder_holds_run",
     "load_train_state",
@@ -52,7 +53,6 @@ __all__ = [
     "read_run_file",
     "remove_run_files",
     "restore_rng",
-    "save_train_state",
     "seed_everything",
     "write_metrics_csv",
     "write_run_file",
@@ -195,15 +195,9 @@ def check_state_matches_run(state: dict[str, Any], recipe: dict[str, Any], direc
 
 
 # ---------------------------------------------------------------------------------------------- state file
-def save_train_state(directory: Path, state: dict[str, Any]) -> None:
-    """Write ``train_state.pt`` atomically (see the module docstring for its contents)."""
-    buffer = io.BytesIO()
-    torch.save({"format": STATE_FORMAT, "version": 1, **state}, buffer)
-    atomic_write_bytes(Path(directory) / STATE_FILE, buffer.getvalue())
-
-
 def load_train_state(directory: Path) -> dict[str, Any]:
-    """Read ``train_state.pt``; anything that is not a plain senet state file raises :class:`SenetError`."""
+    """Read ``train_state.pt`` outside a run (``senet train`` reads it through Fabric, see
+    :mod:`senet.train.checkpoint`); anything that is not a plain senet state file raises :class:`SenetError`."""
     path = Path(directory) / STATE_FILE
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -213,10 +207,15 @@ def load_train_state(directory: Path) -> dict[str, Any]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise SenetError(f"cannot resume: {path} is corrupt or not a plain senet training state "
                          f"({type(exc).__name__}: {first})") from exc
+    check_state_format(state, path)
+    return state
+
+
+def check_state_format(state: Any, path: Path) -> None:
+    """Refuse anything but a senet training state (the keys every version of the file has)."""
     required = ("epoch", "step", "model", "optimizer", "rng", "history", "best")
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or any(k not in state for k in required):
         raise SenetError(f"cannot resume: {path} is not a senet training state (written by `senet train`)")
-    return state
 
 
 # ---------------------------------------------------------------------------------------------- run files

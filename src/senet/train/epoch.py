@@ -1,0 +1,130 @@
+"""One pass over the training batches, with its running totals kept on the device.
+
+The loss sum, correct count and first non-finite loss are tensors updated by the device itself, so a step never
+waits for the device to finish: nothing is read back until a progress point (every :data:`PROGRESS_EVERY` steps)
+or the end of the epoch, where the totals of all processes are summed by one all-reduce. A NaN or infinite loss is
+therefore detected within :data:`PROGRESS_EVERY` steps, not at the step itself; the run still stops before anything
+of the epoch is written, and the message names the step whose loss first went non-finite.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from senet.errors import SenetError
+from senet.train.config import TrainConfig
+from senet.train.schedules import lr_factor
+
+__all__ = ["PROGRESS_EVERY", "EpochTotals", "RunningTotals", "train_one_epoch"]
+
+#: Steps between two reads of the running totals (progress bar, non-finite loss check).
+PROGRESS_EVERY = 25
+_NO_STEP = 2**62  # "no non-finite loss yet"
+
+
+@dataclass(frozen=True)
+class EpochTotals:
+    """An epoch's training totals over all processes, the global step after it and the last learning rate."""
+
+    loss_sum: float
+    correct: int
+    seen: int
+    step: int
+    lr: float
+
+
+class RunningTotals:
+    """Loss sum, correct predictions and the first non-finite loss of one process, accumulated on ``device``."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.seen = 0  # batch sizes are known on the host: no need to count them on the device
+        self.bad_step = torch.full((), _NO_STEP, dtype=torch.int64, device=device)
+        self.bad_loss = torch.zeros((), dtype=torch.float64, device=device)
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, step: int) -> None:
+        """Add one batch (``loss`` is its mean) without reading anything back to the host."""
+        loss = loss.detach().double()
+        count = labels.shape[0]
+        self.loss_sum += loss * count
+        self.correct += (logits.detach().argmax(dim=1) == labels).sum()
+        self.seen += count
+        first = ~torch.isfinite(loss) & (self.bad_step == _NO_STEP)
+        self.bad_step = torch.where(first, step, self.bad_step)
+        self.bad_loss = torch.where(first, loss, self.bad_loss)
+
+    def local(self) -> tuple[float, float]:
+        """This process's mean loss and accuracy so far (reads the device: call at progress points only)."""
+        seen = max(self.seen, 1)
+        return float(self.loss_sum) / seen, int(self.correct) / seen
+
+    def first_non_finite(self, fabric: Any) -> tuple[int, float] | None:
+        """(step, loss) of the earliest non-finite loss on any process, or None; every process must call it."""
+        mine = torch.stack([self.bad_step.double(), self.bad_loss])
+        rows = fabric.all_gather(mine).reshape(-1, 2).cpu() if fabric.world_size > 1 else mine.cpu().reshape(1, 2)
+        row = rows[int(rows[:, 0].argmin())]
+        return None if int(row[0]) == _NO_STEP else (int(row[0]), float(row[1]))
+
+    def reduced(self, fabric: Any) -> tuple[float, int, int]:
+        """(loss sum, correct, seen) summed over all processes: one all-reduce."""
+        packed = torch.stack([self.loss_sum, self.correct.double(),
+                              torch.tensor(float(self.seen), dtype=torch.float64, device=self.loss_sum.device)])
+        if fabric.world_size > 1:
+            packed = fabric.all_reduce(packed, reduce_op="sum")
+        loss_sum, correct, seen = packed.cpu().tolist()
+        return loss_sum, int(correct), int(seen)
+
+
+def train_one_epoch(fabric: Any, model: nn.Module, optimizer: Any, batches: Any, config: TrainConfig,
+                    schedule: dict[str, Any], step: int, epoch: int, last_good_epoch: int) -> EpochTotals:
+    """Forward, loss, backward and step over ``batches``; ``step`` is the global step the epoch starts at."""
+    totals = RunningTotals(fabric.device)
+    lr, start, bar = config.lr, time.perf_counter(), batches if hasattr(batches, "set_postfix") else None
+    for index, batch in enumerate(batches, start=1):
+        images, labels = fabric.to_device(batch)  # (not fabric.setup_dataloaders: it would reset set_epoch)
+        lr = config.lr * lr_factor(step, **schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        fabric.backward(loss)
+        if config.clip_grad_norm is not None:
+            fabric.clip_gradients(model, optimizer, max_norm=config.clip_grad_norm)
+        optimizer.step()
+        totals.add(loss, logits, labels, step)
+        step += 1
+        if index % PROGRESS_EVERY == 0:
+            _stop_if_not_finite(fabric, totals, step, epoch, config.out_dir, last_good_epoch)
+            if bar is not None:
+                mean_loss, accuracy = totals.local()
+                rate = totals.seen * fabric.world_size / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{accuracy:.3f}", img_s=f"{rate:.0f}", lr=f"{lr:.4g}",
+                                refresh=False)  # redraw at the bar's own interval
+    if hasattr(batches, "close"):
+        batches.close()
+    _stop_if_not_finite(fabric, totals, step, epoch, config.out_dir, last_good_epoch)
+    loss_sum, correct, seen = totals.reduced(fabric)
+    return EpochTotals(loss_sum=loss_sum, correct=correct, seen=seen, step=step, lr=lr)
+
+
+def _stop_if_not_finite(fabric: Any, totals: RunningTotals, step: int, epoch: int, out: Path,
+                        last_epoch: int) -> None:
+    """A NaN or infinite loss on any process stops the run; the checkpoint of the last finished epoch is kept."""
+    bad = totals.first_non_finite(fabric)
+    if bad is None:
+        return
+    bad_step, value = bad
+    kept = f"the checkpoint of epoch {last_epoch} in {out} is kept" if last_epoch else "no checkpoint was written"
+    raise SenetError(f"loss is not finite ({value}) at step {bad_step + 1} (epoch {epoch + 1}), noticed at step "
+                     f"{step}; stopped, {kept}; try a lower --lr, a --warmup, or --precision 32")
