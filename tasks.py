@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-EXTRAS = "train,analysis,onnx,keras,docs,dev"  # every extra the test suite exercises
+EXTRAS = "train,analysis,onnx,keras,tensorboard,docs,dev"  # every extra the test suite exercises
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 APT_PACKAGE = "dataset-fashion-mnist"
 
