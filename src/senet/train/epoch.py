@@ -106,16 +106,21 @@ def train_one_epoch(fabric: Any, model: nn.Module, optimizer: Any, batches: Any,
         step += 1
         if index % PROGRESS_EVERY == 0:
             _stop_if_not_finite(fabric, totals, step, epoch, config.out_dir, last_good_epoch)
-            if bar is not None:
-                mean_loss, accuracy = totals.local()
-                rate = totals.seen * fabric.world_size / max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{accuracy:.3f}", img_s=f"{rate:.0f}", lr=f"{lr:.4g}",
-                                refresh=False)  # redraw at the bar's own interval
+            _show(bar, totals, fabric.world_size * totals.seen / max(time.perf_counter() - start, 1e-9), lr)
+    _stop_if_not_finite(fabric, totals, step, epoch, config.out_dir, last_good_epoch)
+    _show(bar, totals, fabric.world_size * totals.seen / max(time.perf_counter() - start, 1e-9), lr)
     if hasattr(batches, "close"):
         batches.close()
-    _stop_if_not_finite(fabric, totals, step, epoch, config.out_dir, last_good_epoch)
     loss_sum, correct, seen = totals.reduced(fabric)
     return EpochTotals(loss_sum=loss_sum, correct=correct, seen=seen, step=step, lr=lr)
+
+
+def _show(bar: Any, totals: RunningTotals, images_per_s: float, lr: float) -> None:
+    """This process's running loss and accuracy on the progress bar (redrawn at the bar's own interval)."""
+    if bar is not None:
+        mean_loss, accuracy = totals.local()
+        bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{accuracy:.3f}", img_s=f"{images_per_s:.0f}", lr=f"{lr:.4g}",
+                        refresh=False)
 
 
 def _stop_if_not_finite(fabric: Any, totals: RunningTotals, step: int, epoch: int, out: Path,
