@@ -30,7 +30,6 @@ from senet.errors import SenetError
 
 __all__ = ["PruneResult", "PruneStep", "greedy_prune", "heldout_split", "prune_run", "rank_blocks", "top1"]
 
-#: Share of the training split held out for validation, until the run records its own held-out split.
 #: Largest loss of validation top-1 (percentage points) when the blocks are chosen automatically.
 DEFAULT_MAX_DROP = 0.3
 #: Images of each class from the training split used for the statistics and the mean excitations.

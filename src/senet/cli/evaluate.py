@@ -16,13 +16,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "to DIR/eval_<data>/ or DIR/eval_<data>_test/ (metrics.json, confusion.png).")
     p.add_argument("model", metavar="DIR", type=checks.Path("read"), help="model folder, model.safetensors or config.json")
     p.add_argument("--data", help="dataset name (default: the one the model was trained on)")
-    p.add_argument("--data-dir", type=checks.Path("read-dir"), help="folder holding the dataset files")
+    p.add_argument("--data-dir", type=checks.Path("write-dir"), help="folder holding the dataset files")
     p.add_argument("--download", action="store_true", help="fetch the dataset if it is missing")
     p.add_argument("--split", choices=("val", "test"), default="val",
                    help="val: the split the run selected its model on (default); test: the final report's split")
     p.add_argument("--val-subset", "--subset", type=checks.Int(1), metavar="N",
                    help="evaluate on a fixed random N images")
-    p.add_argument("--image-size", type=checks.Int(1, 2048), metavar="S",
+    p.add_argument("--image-size", type=checks.Int(8, checks.IMAGE_SIDE_MAX), metavar="S",
                    help="input side (default: the size the run trained at)")
     p.add_argument("--batch-size", type=checks.Int(1, 1 << 20), default=256, help="batch size (default 256)")
     p.add_argument("--workers", type=checks.Int(0, 1024), default=0, help="data loader worker processes (default 0)")

@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_dir", metavar="DIR", type=checks.Path("read"), help="saved model folder (senet train / senet.save_model)")
     p.add_argument("--data", metavar="NAME", help="dataset name (default: the one recorded in DIR/config.json)")
     p.add_argument("--data-dir", metavar="PATH", type=checks.Path("read-dir"), help="where the dataset files are")
-    p.add_argument("--image-size", type=checks.Int(1, 2048), metavar="S",
+    p.add_argument("--image-size", type=checks.Int(8, checks.IMAGE_SIDE_MAX), metavar="S",
                    help="input side (default: the size the run trained at)")
     p.add_argument("--split", choices=("val", "train"), default="val", help="which split to read (default val)")
     p.add_argument("--classes", metavar="A,B,...", help="classes to chart, by name or index (default: 4 spread out)")
@@ -72,7 +72,6 @@ class Stages(checks.Check):
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from senet.analysis import format_depth_table, run_analysis
     from senet.analysis.recorder import channel_gates
@@ -82,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.eval_images is not None and not args.drop_se_stage:
         raise ValueError("--eval-images needs --drop-se-stage")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from senet.train.evaluation import torch_device
+
+    device = torch_device(args.device)  # an absent CUDA GPU is one line, before any data is read
     model = load_model(args.model_dir)
     channel_gates(model)  # fail fast (ValueError) when the model has no SE blocks, before reading any data
     saved = getattr(model, "senet_saved_config", {}) or {}

@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats))
         return 0
-    import torchinfo
+    from senet._extras import require
+
+    torchinfo = require("torchinfo", "train", purpose="the layer table")
 
     table = torchinfo.summary(
         model, input_size=(1, *input_size), depth=args.depth, verbose=0, device="cpu",

@@ -31,7 +31,7 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help="epochs (default 30)")
     g.add_argument("--batch-size", type=int, help="global batch size, split over processes (default 128)")
     g.add_argument("--lr", type=float, help="peak learning rate (default 0.1)")
-    g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    g.add_argument("--momentum", type=float, help="SGD momentum; AdamW's beta_1 (default 0.9)")
     g.add_argument("--weight-decay", type=float, help="L2 weight decay (default 1e-4)")
     g.add_argument("--schedule", choices=("step", "cosine", "onecycle"),
                    help="step: lr/10 at 50%% and 75%% of the epochs (or --milestones); cosine; onecycle (default step)")
@@ -101,7 +101,7 @@ def use_config_checks(p: argparse.ArgumentParser) -> None:
     so a flag and its YAML key accept the same values (flags added later included)."""
     from senet.train.config import field_check
 
-    fields = _config_fields()
+    fields = _config_fields() - {"model"}  # --model keeps ModelName: a registered name, with close matches
     for action in p._actions:
         if action.dest in fields and action.nargs != 0:
             check = field_check(action.dest)
@@ -122,6 +122,8 @@ def recipe_from_args(args: argparse.Namespace, extra_keys: tuple[str, ...] = ())
     from senet.train.config import load_config_file
 
     values, extra = load_config_file(args.config, extra_keys=extra_keys) if args.config else ({}, {})
+    if getattr(args, "data", None) is not None and getattr(args, "val_split", None) is None:
+        _drop_file_val_split_for(args.data, values)
     for key, value in vars(args).items():
         if key not in _NOT_RECIPE and value is not None:
             values[key] = value
@@ -130,6 +132,15 @@ def recipe_from_args(args: argparse.Namespace, extra_keys: tuple[str, ...] = ())
     if getattr(args, "model", None) is None and "model" in values:  # from the file: as checked as --model
         ModelName()(values["model"])
     return values, extra
+
+
+def _drop_file_val_split_for(data: str, values: dict[str, Any]) -> None:
+    """A recipe file's ``val_split`` belongs to its own dataset: with ``--data`` naming one that validates on its
+    own images (an image folder's val/, the synthetic set), the file's value is dropped instead of refused."""
+    from senet.data.registry import HOLDOUT_DATASETS, dataset_base_name
+
+    if dataset_base_name(data) not in HOLDOUT_DATASETS:
+        values.pop("val_split", None)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

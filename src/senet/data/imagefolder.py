@@ -130,7 +130,8 @@ class ImageFolderDataset(Dataset):
 
     def subset(self, indices: Sequence[int]) -> ImageFolderDataset:
         """A dataset of only the samples at ``indices``."""
-        return ImageFolderDataset([self.samples[int(i)] for i in indices], self.transform, strict=self.strict)
+        return ImageFolderDataset([self.samples[int(i)] for i in indices], self.transform, strict=self.strict,
+                                  skipped=self.skipped)
 
     def __repr__(self) -> str:
         return f"ImageFolderDataset(n={len(self)}, transform={self.transform})"

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, Subset
 from senet.data.bundle import DatasetBundle
 from senet.errors import ConfigError
 
-__all__ = ["DATASET_NAMES", "DEFAULT_VAL_SPLIT", "HOLDOUT_DATASETS", "held_out_indices", "load_dataset",
+__all__ = ["DATASET_NAMES", "DEFAULT_VAL_SPLIT", "HOLDOUT_DATASETS", "dataset_base_name", "held_out_indices", "load_dataset",
            "resolve_val_count", "seeded_subset"]
 
 #: Dataset names; ``imagefolder`` is written ``imagefolder:PATH`` and ``synthetic`` takes ``synthetic:KEY=VALUE,...``.
@@ -32,6 +32,11 @@ _ALIASES = {
     "cifar-100": "cifar100",
     "image-folder": "imagefolder",
 }
+
+
+def dataset_base_name(name: str) -> str:
+    """The dataset a name selects, without its options (``imagefolder:photos`` -> ``imagefolder``)."""
+    return _split_name(name)[0]
 
 
 def _split_name(name: str) -> tuple[str, str]:

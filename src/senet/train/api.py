@@ -33,7 +33,9 @@ def resolve_config(config: TrainConfig | dict[str, Any] | str | Path) -> TrainCo
     else:
         raise ConfigError(f"train() takes a TrainConfig, a mapping or a YAML path, not {type(config).__name__}")
     if not config.resume:
-        return _with_source_architecture(_with_optimizer_defaults(config, given)).validate()
+        config = _with_source_architecture(_with_optimizer_defaults(config, given))
+        _check_source_outside_out(config)
+        return _with_resolved_val_split(config).validate()
     saved = make_config(read_run_file(config.out_dir))
     changed = [f"{k}={given[k]!r} (the run has {getattr(saved, k)!r})" for k in sorted(given)
                if k not in RUNTIME_KEYS and not _same_as_saved(k, given[k], getattr(saved, k))]
@@ -42,6 +44,27 @@ def resolve_config(config: TrainConfig | dict[str, Any] | str | Path) -> TrainCo
                           f"{'; '.join(changed)} (use a new --out to change the recipe)")
     runtime = {k: v for k, v in config.to_dict().items() if k in RUNTIME_KEYS and k in given}
     return make_config({**runtime, "out": str(config.out_dir), "resume": True}, base=saved).validate()
+
+
+def _check_source_outside_out(config: TrainConfig) -> None:
+    """``--init-from`` inside ``--out``: writing the run there (``--overwrite`` first removes the folder's weights)
+    would replace the weights the run starts from."""
+    if not config.init_from:
+        return
+    source, out = Path(config.init_from).expanduser().resolve(), config.out_dir.expanduser().resolve()
+    if source == out or source.is_relative_to(out):
+        raise ConfigError(f"--init-from {config.init_from} is inside --out {config.out_dir}: the run would write over "
+                          f"the weights it starts from; choose another --out")
+
+
+def _with_resolved_val_split(config: TrainConfig) -> TrainConfig:
+    """The held-out part written into the run's recipe as a number (not "the default"), so evaluate, excite and
+    prune rebuild the same split even if :data:`senet.data.registry.DEFAULT_VAL_SPLIT` changes later."""
+    from senet.data.registry import DEFAULT_VAL_SPLIT, HOLDOUT_DATASETS, dataset_base_name
+
+    if config.val_split is None and dataset_base_name(config.data) in HOLDOUT_DATASETS:
+        return make_config({"val_split": DEFAULT_VAL_SPLIT}, base=config)
+    return config
 
 
 #: The lr AdamW starts from when none is given (the SGD default of 0.1 would diverge).

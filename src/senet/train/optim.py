@@ -9,7 +9,9 @@ and inference.
 
 Optimizers. ``sgd`` is the paper's: momentum, weight decay on every parameter. ``adamw`` (decoupled weight
 decay) leaves biases and normalisation parameters - every parameter with fewer than two dimensions - out of the
-decay: shrinking a BN's gamma or a bias towards zero regularises nothing, it only changes the function.
+decay: shrinking a BN's gamma or a bias towards zero regularises nothing, it only changes the function. Its first
+moment's decay beta_1 is ``momentum`` (the same role: an average of past gradients; default 0.9 = AdamW's own),
+beta_2 stays 0.999, so no option is accepted and ignored.
 """
 
 from __future__ import annotations
@@ -74,4 +76,4 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         {"params": [p for _, p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
         {"params": [p for _, p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=(config.momentum, 0.999))
