@@ -150,3 +150,40 @@ def test_tensorboard_logs_only_when_asked(tmp_path):
     values = [(e.step, e.value) for e in events.Scalars("train_loss")]
     assert [s for s, _ in values] == [1, 2]
     assert [v for _, v in values] == pytest.approx([row["train_loss"] for row in result.history])
+
+
+#: ``senet train`` with the loss of rank 1 alone turned NaN at its 3rd step (Fabric re-runs this file for rank 1).
+NAN_ON_RANK_1 = """
+import sys, types
+import torch
+import torch.nn.functional as F
+from senet.train import epoch
+calls = [0]
+def poisoned(logits, labels, **kw):
+    loss = F.cross_entropy(logits, labels, **kw)
+    calls[0] += 1
+    bad = torch.distributed.is_initialized() and torch.distributed.get_rank() == 1 and calls[0] == 3
+    return loss * float("nan") if bad else loss
+epoch.F = types.SimpleNamespace(cross_entropy=poisoned)
+epoch.PROGRESS_EVERY = 2
+from senet.cli import main
+sys.exit(main())
+"""
+
+
+def test_a_nan_on_one_process_stops_every_process_with_its_step(tmp_path):
+    import os
+    import subprocess
+
+    script = tmp_path / "nan_on_rank_1.py"
+    script.write_text(NAN_ON_RANK_1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("LOCAL_RANK", None)
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(script), "train", "--model", "notebook_simple", "--data",
+                           "synthetic:train=128,val=32", "--epochs", "1", "--batch-size", "32", "--no-progress",
+                           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--out", str(out)],
+                          env=env, check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "loss is not finite (nan) at step 3 (epoch 1), noticed at step 4" in proc.stderr, proc.stderr
+    assert not (out / st.STATE_FILE).exists()
