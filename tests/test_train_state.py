@@ -37,9 +37,13 @@ def test_running_totals_are_the_batch_size_weighted_sums():
     logits_b = torch.tensor([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0]])  # predicts 0, 0, 1
     totals.add(torch.tensor(0.5), logits_a, torch.tensor([0, 0]), step=0)  # 1 of 2 right
     totals.add(torch.tensor(1.25), logits_b, torch.tensor([0, 1, 1]), step=1)  # 2 of 3 right
-    assert totals.reduced(ONE_PROCESS) == (0.5 * 2 + 1.25 * 3, 3, 5)
+    rows = totals.gather(ONE_PROCESS)
+    assert RunningTotals.summed(rows) == (0.5 * 2 + 1.25 * 3, 3, 5)
     assert totals.local() == pytest.approx((4.75 / 5, 3 / 5))
-    assert totals.first_non_finite(ONE_PROCESS) is None
+    assert RunningTotals.first_non_finite(rows) is None
+    two_processes = torch.cat([rows, torch.tensor([[1.0, 2.0, 4.0, 7.0, math.nan]])])
+    assert RunningTotals.summed(two_processes) == (5.75, 5, 9)
+    assert RunningTotals.first_non_finite(two_processes) == (7, pytest.approx(math.nan, nan_ok=True))
 
 
 def test_the_first_non_finite_loss_is_kept_with_its_step():
@@ -47,7 +51,7 @@ def test_the_first_non_finite_loss_is_kept_with_its_step():
     logits, labels = torch.zeros(2, 3), torch.tensor([0, 1])
     for step, loss in enumerate([0.7, 0.6, float("inf"), float("nan"), 0.5]):
         totals.add(torch.tensor(loss), logits, labels, step=step)
-    assert totals.first_non_finite(ONE_PROCESS) == (2, math.inf)
+    assert RunningTotals.first_non_finite(totals.gather(ONE_PROCESS)) == (2, math.inf)
 
 
 def test_progress_records_epochs_and_the_best_validation():

@@ -2,7 +2,7 @@
 
 The loss sum, correct count and first non-finite loss are tensors updated by the device itself, so a step never
 waits for the device to finish: nothing is read back until a progress point (every :data:`PROGRESS_EVERY` steps)
-or the end of the epoch, where the totals of all processes are summed by one all-reduce. A NaN or infinite loss is
+or the end of the epoch, where one all-gather brings every process's totals to every process, which sum them. A NaN or infinite loss is
 therefore detected within :data:`PROGRESS_EVERY` steps, not at the step itself; the run still stops before anything
 of the epoch is written, and the message names the step whose loss first went non-finite.
 """
@@ -66,20 +66,27 @@ class RunningTotals:
         seen = max(self.seen, 1)
         return float(self.loss_sum) / seen, int(self.correct) / seen
 
-    def first_non_finite(self, fabric: Any) -> tuple[int, float] | None:
-        """(step, loss) of the earliest non-finite loss on any process, or None; every process must call it."""
-        mine = torch.stack([self.bad_step.double(), self.bad_loss])
-        rows = fabric.all_gather(mine).reshape(-1, 2).cpu() if fabric.world_size > 1 else mine.cpu().reshape(1, 2)
-        row = rows[int(rows[:, 0].argmin())]
-        return None if int(row[0]) == _NO_STEP else (int(row[0]), float(row[1]))
+    def gather(self, fabric: Any) -> torch.Tensor:
+        """Every process's (loss sum, correct, seen, first bad step, its loss), one row per process, on the host.
 
-    def reduced(self, fabric: Any) -> tuple[float, int, int]:
-        """(loss sum, correct, seen) summed over all processes: one all-reduce."""
-        packed = torch.stack([self.loss_sum, self.correct.double(),
-                              torch.tensor(float(self.seen), dtype=torch.float64, device=self.loss_sum.device)])
-        if fabric.world_size > 1:
-            packed = fabric.all_reduce(packed, reduce_op="sum")
-        loss_sum, correct, seen = packed.cpu().tolist()
+        One collective; every process must call it.
+        """
+        mine = torch.stack([self.loss_sum, self.correct.double(),
+                            torch.full((), float(self.seen), dtype=torch.float64, device=self.loss_sum.device),
+                            self.bad_step.double(), self.bad_loss])
+        rows = fabric.all_gather(mine) if fabric.world_size > 1 else mine
+        return rows.reshape(-1, 5).cpu()
+
+    @staticmethod
+    def first_non_finite(rows: torch.Tensor) -> tuple[int, float] | None:
+        """(step, loss) of the earliest non-finite loss of any process in ``rows`` (from :meth:`gather`), or None."""
+        row = rows[int(rows[:, 3].argmin())]
+        return None if int(row[3]) == _NO_STEP else (int(row[3]), float(row[4]))
+
+    @staticmethod
+    def summed(rows: torch.Tensor) -> tuple[float, int, int]:
+        """(loss sum, correct, seen) over all processes in ``rows`` (from :meth:`gather`)."""
+        loss_sum, correct, seen = rows[:, :3].sum(dim=0).tolist()
         return loss_sum, int(correct), int(seen)
 
 
@@ -105,13 +112,14 @@ def train_one_epoch(fabric: Any, model: nn.Module, optimizer: Any, batches: Any,
         totals.add(loss, logits, labels, step)
         step += 1
         if index % PROGRESS_EVERY == 0:
-            _stop_if_not_finite(fabric, totals, step, epoch, config.out_dir, last_good_epoch)
+            _stop_if_not_finite(totals.gather(fabric), step, epoch, config.out_dir, last_good_epoch)
             _show(bar, totals, fabric.world_size * totals.seen / max(time.perf_counter() - start, 1e-9), lr)
-    _stop_if_not_finite(fabric, totals, step, epoch, config.out_dir, last_good_epoch)
+    rows = totals.gather(fabric)  # the epoch's one collective
+    _stop_if_not_finite(rows, step, epoch, config.out_dir, last_good_epoch)
     _show(bar, totals, fabric.world_size * totals.seen / max(time.perf_counter() - start, 1e-9), lr)
     if hasattr(batches, "close"):
         batches.close()
-    loss_sum, correct, seen = totals.reduced(fabric)
+    loss_sum, correct, seen = RunningTotals.summed(rows)
     return EpochTotals(loss_sum=loss_sum, correct=correct, seen=seen, step=step, lr=lr)
 
 
@@ -123,10 +131,9 @@ def _show(bar: Any, totals: RunningTotals, images_per_s: float, lr: float) -> No
                         refresh=False)
 
 
-def _stop_if_not_finite(fabric: Any, totals: RunningTotals, step: int, epoch: int, out: Path,
-                        last_epoch: int) -> None:
+def _stop_if_not_finite(rows: torch.Tensor, step: int, epoch: int, out: Path, last_epoch: int) -> None:
     """A NaN or infinite loss on any process stops the run; the checkpoint of the last finished epoch is kept."""
-    bad = totals.first_non_finite(fabric)
+    bad = RunningTotals.first_non_finite(rows)
     if bad is None:
         return
     bad_step, value = bad
