@@ -30,6 +30,8 @@ class SafeCheckpointIO(CheckpointIO):
     """Fabric's storage plug-in for senet run folders: atomic writes, reads that never execute code."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} writes local files and takes no storage_options")
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         atomic_write_bytes(Path(path), buffer.getvalue())
