@@ -154,8 +154,9 @@ def test_adamw_run_equals_the_algorithm_written_out(tmp_path):
     result = train({**RECIPE, "optimizer": "adamw", "lr": 0.01, "weight_decay": 0.5, "out": str(tmp_path / "adamw")})
     lrs = [0.01, 0.01, 0.001, 0.0001]
     assert _lr_column(result.out) == pytest.approx(lrs, rel=1e-9)
-    want = _replay_adamw(lrs, weight_decay=0.5, label_smoothing=0.3).state_dict()
+    betas = (RECIPE["momentum"], 0.999)  # --momentum is AdamW's beta_1 (0.8 here, not AdamW's default 0.9)
+    want = _replay_adamw(lrs, weight_decay=0.5, label_smoothing=0.3, betas=betas).state_dict()
     for name, value in senet.load_model(result.out).state_dict().items():
         torch.testing.assert_close(value, want[name], rtol=1e-4, atol=1e-6, msg=name)
-    no_decay = _replay_adamw(lrs, weight_decay=0.0, label_smoothing=0.3).state_dict()
+    no_decay = _replay_adamw(lrs, weight_decay=0.0, label_smoothing=0.3, betas=betas).state_dict()
     assert max(float((no_decay[k] - want[k]).abs().max()) for k in want) > 1e-4  # the decay is visible
