@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning_fabric.plugins import CheckpointIO
 
+from senet._extras import require
 from senet.errors import SenetError
 from senet.io import atomic_write_bytes
 from senet.train import state as st
 
 __all__ = ["SafeCheckpointIO", "load_checkpoint", "restore_model_and_optimizer", "save_checkpoint"]
+
+CheckpointIO = require("lightning_fabric.plugins", "train", purpose="training").CheckpointIO
 
 
 class SafeCheckpointIO(CheckpointIO):
@@ -54,17 +56,7 @@ def save_checkpoint(fabric: Any, directory: Path, model: torch.nn.Module, optimi
 
 def load_checkpoint(fabric: Any, directory: Path) -> dict[str, Any]:
     """The whole state file as plain data; a foreign, corrupt or code-running file is one :class:`SenetError`."""
-    path = Path(directory) / st.STATE_FILE
-    try:
-        state = fabric.load(path)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # UnpicklingError (code in the pickle), RuntimeError (truncated), ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise SenetError(f"cannot resume: {path} is corrupt or not a plain senet training state "
-                         f"({type(exc).__name__}: {first})") from exc
-    st.check_state_format(state, path)
-    return state
+    return st.read_state_file(Path(directory) / st.STATE_FILE, fabric.load)
 
 
 def restore_model_and_optimizer(fabric: Any, directory: Path, model: torch.nn.Module, optimizer: Any) -> None:

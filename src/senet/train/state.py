@@ -198,9 +198,15 @@ def check_state_matches_run(state: dict[str, Any], recipe: dict[str, Any], direc
 def load_train_state(directory: Path) -> dict[str, Any]:
     """Read ``train_state.pt`` outside a run (``senet train`` reads it through Fabric, see
     :mod:`senet.train.checkpoint`); anything that is not a plain senet state file raises :class:`SenetError`."""
-    path = Path(directory) / STATE_FILE
+    return read_state_file(Path(directory) / STATE_FILE,
+                           lambda p: torch.load(str(p), map_location="cpu", weights_only=True))
+
+
+def read_state_file(path: Path, load: Any) -> dict[str, Any]:
+    """``load(path)`` checked as a senet training state: a foreign, corrupt or code-running file is one
+    :class:`SenetError` (``senet train`` passes ``fabric.load``, everything else ``torch.load(weights_only=True)``)."""
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = load(path)
     except FileNotFoundError:
         raise
     except Exception as exc:  # UnpicklingError (code in the pickle), RuntimeError (truncated), ...
