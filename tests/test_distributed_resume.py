@@ -14,7 +14,6 @@ included, the two things that make multi-process runs differ from single-process
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
+from _runs import assert_same_run, metric_rows
 from safetensors.torch import load_file
 
 pytestmark = [
@@ -38,7 +37,6 @@ RECIPE = [*MODEL, "--data", "synthetic:classes=4,size=8,chans=3,train=256,val=32
           "--batch-size", "16", "--lr", "0.05", "--schedule", "cosine", "--seed", "5", "--no-progress",
           "--accelerator", "cpu"]
 TWO_PROCESSES = ["--devices", "2", "--strategy", "ddp"]
-TIMING = {"epoch_time", "images_per_s"}
 CLI = "import sys\nfrom senet.cli import main\nsys.exit(main())\n"
 
 
@@ -121,22 +119,9 @@ def _kill_after_first_epoch(out: Path, *procs: subprocess.Popen, timeout: float 
         _kill(proc)
     for proc in procs:
         proc.communicate()
-    assert 1 <= len(_rows(out)) < 4, "the kill came too late: the run had finished"
+    assert 1 <= len(metric_rows(out)) < 4, "the kill came too late: the run had finished"
 
 
-def _rows(out: Path) -> list[dict[str, str]]:
-    with open(out / "metrics.csv") as f:
-        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
-
-
-def _assert_same_run(a: Path, b: Path) -> None:
-    for sub in (".", "best"):
-        wa, wb = load_file(str(a / sub / "model.safetensors")), load_file(str(b / sub / "model.safetensors"))
-        assert wa.keys() == wb.keys()
-        for key in wa:
-            assert torch.equal(wa[key], wb[key]), f"{sub}/{key} differs from the uninterrupted run"
-    assert _rows(a) == _rows(b)
-    assert len(_rows(a)) == 4
 
 
 def _free_port() -> int:
@@ -170,7 +155,7 @@ def test_two_process_ddp_killed_and_resumed_is_bit_identical(reference, tmp_path
     proc = _senet(tmp_path, *RECIPE, *TWO_PROCESSES, "--out", str(out))
     _kill_after_first_epoch(out, proc)
     _finish(_senet(tmp_path, "--out", str(out), "--resume", *TWO_PROCESSES, "--accelerator", "cpu", "--no-progress"))
-    _assert_same_run(reference, out)
+    assert_same_run(reference, out, epochs=4)
 
 
 def test_two_torchrun_nodes_on_localhost_train_and_resume_exactly(reference, tmp_path):
@@ -180,7 +165,7 @@ def test_two_torchrun_nodes_on_localhost_train_and_resume_exactly(reference, tmp
     logs = _finish(*_torchrun_nodes(tmp_path, "--out", str(out), "--resume", "--accelerator", "cpu",
                                     "--no-progress"))
     assert sum(log.count("best val top-1") for log in logs) == 1, "only global rank 0 prints the summary"
-    _assert_same_run(reference, out)
+    assert_same_run(reference, out, epochs=4)
 
 
 def _max_difference(a: Path, b: Path, which) -> float:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from _runs import finish, metric_rows, senet_train
 from safetensors.torch import load_file
 from torch import nn
 
@@ -140,25 +137,9 @@ def test_model_with_a_hand_swapped_head_saves_and_loads(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- exact resume
-CLI = "import sys; from senet.cli import main; sys.exit(main())"
-TIMING = {"epoch_time", "images_per_s"}
 
 
-def _senet(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    return subprocess.Popen([sys.executable, "-c", CLI, "train", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-
-def _finish(proc: subprocess.Popen) -> str:
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
-    return out
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path / "metrics.csv") as f:
-        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
 
 
 @pytest.mark.slow
@@ -167,21 +148,21 @@ def test_fine_tuning_run_killed_and_resumed_is_exact(plain_run, tmp_path):
             "--batch-size", "32", "--optimizer", "adamw", "--freeze", "all-but-head-and-se", "--clip-grad-norm",
             "0.5", "--seed", "2", "--no-progress"]
     reference = tmp_path / "reference"
-    _finish(_senet(*args, "--out", str(reference)))
+    finish(senet_train(*args, "--out", str(reference)))
     out = tmp_path / "run"
-    proc = _senet(*args, "--out", str(out))
+    proc = senet_train(*args, "--out", str(out))
     end = time.monotonic() + 120
     while not (out / "train_state.pt").exists():
         assert proc.poll() is None and time.monotonic() < end
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    assert len(_rows(out)) < 3
-    _finish(_senet("--out", str(out), "--resume", "--no-progress"))
+    assert len(metric_rows(out)) < 3
+    finish(senet_train("--out", str(out), "--resume", "--no-progress"))
     for sub in (".", "best"):
         a, b = load_file(str(reference / sub / "model.safetensors")), load_file(str(out / sub / "model.safetensors"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), sub
-    assert _rows(out) == _rows(reference) and len(_rows(out)) == 3
+    assert metric_rows(out) == metric_rows(reference) and len(metric_rows(out)) == 3
 
 
 @pytest.mark.parametrize("peer,target", [("timm_seresnet18", "se_resnet18"), ("torchvision_resnet18", "se_resnet18")])
