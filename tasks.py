@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set-up and entry points behind the README's two commands; needs only Python >= 3.10 and pip (apt optional).
 
-    python3 tasks.py demo    # set up, then train ResNet-20 vs SE-ResNet-20 on Fashion-MNIST and write the report
+    python3 tasks.py demo    # set up, then ask whether SE helps (ResNet-8 vs SE-ResNet-8, 5 seeds) and write the report
     python3 tasks.py test    # set up, then run the whole test suite
     python3 tasks.py docs    # set up, then build the documentation site into site/ (strict: broken links fail)
 
@@ -92,7 +92,8 @@ def setup() -> None:
 
 
 def demo(extra: list[str]) -> int:
-    """`senet compare` of ResNet-20 and SE-ResNet-20 (the bundled recipe ``demo``), then `senet excite` on the SE model.
+    """`senet compare` of ResNet-8 and SE-ResNet-8 over 5 paired seeds (the bundled recipe ``demo``), then
+    `senet excite` on the SE model of the first seed.
 
     Running it again resumes: finished runs are reused, an interrupted one continues from its last epoch.
     """
@@ -105,7 +106,7 @@ def demo(extra: list[str]) -> int:
     rc = _run_logged([*compare, *extra])
     if rc != 0:
         return rc
-    excite = [senet, "excite", str(out / "se_resnet20" / "seed0"), "--out", str(out / "excitation"),
+    excite = [senet, "excite", str(out / "se_resnet8" / "seed0"), "--out", str(out / "excitation"),
               "--drop-se-stage", "4", "--eval-images", "2000"]
     rc = _run_logged(excite)
     if rc == 0:

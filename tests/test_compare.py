@@ -41,6 +41,46 @@ def test_report_table_and_curves(summary):
     assert f"Paired by seed, test top-1: {diff['verdict']}." in report
 
 
+def test_report_says_what_the_seeds_can_and_cannot_conclude(summary):
+    result, out = summary
+    report = (out / "report.md").read_text()
+    (diff,) = result["differences"]
+    section = report.split("## Can these runs tell the models apart?")[1].split("\n## ")[0]
+    assert f"**notebook_se_residual vs notebook_simple** (test top-1): {diff['verdict']}." in section
+    half = 100 * (diff["ci95"][1] - diff["ci95"][0]) / 2  # the smallest difference two seeds resolve
+    assert f"smaller than about ±{half:.2f} points" in section and "2 per-seed differences" in section
+    assert "2 epochs on synthetic:train=64,val=32" in section
+
+
+def test_one_seed_report_refuses_to_conclude(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"models: [{MODELS}]\nseeds: 1\ndata: synthetic:train=32,val=16\nepochs: 1\n"
+                   "batch_size: 16\nprogress: false\n")
+    assert main(["compare", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 0
+    printed = capsys.readouterr().out
+    assert "notebook_se_residual vs notebook_simple: one seed: no interval" in printed
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "One seed gives no interval, so a difference of any size could be noise" in report
+
+
+def test_seeds_run_in_pairs_so_an_interrupted_comparison_can_be_compared(tmp_path, monkeypatch):
+    import senet.train.api as api
+
+    trained = []
+
+    def stop_after_two(cfg):
+        trained.append((cfg.model, cfg.seed))
+        if len(trained) == 3:
+            raise KeyboardInterrupt
+        return real(cfg)
+
+    real = api.train
+    monkeypatch.setattr(api, "train", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        compare(MODELS, {**RECIPE, "epochs": 1}, seeds=3, out=tmp_path)
+    assert trained == [("notebook_simple", 0), ("notebook_se_residual", 0), ("notebook_simple", 1)]
+
+
 def test_each_run_is_a_normal_train_folder_with_its_own_seed(summary):
     result, out = summary
     a, b = (json.loads((out / "notebook_simple" / s / "config.json").read_text()) for s in ("seed0", "seed1"))
@@ -84,13 +124,15 @@ def test_cli_reads_models_and_seeds_from_the_config_file(tmp_path, capsys):
     assert (tmp_path / "o" / "notebook_simple" / "seed0" / "model.safetensors").exists()
 
 
-def test_demo_config_is_a_valid_compare_recipe():
-    from pathlib import Path
-
+@pytest.mark.parametrize("name, pair", [("demo", ("resnet8", "se_resnet8")),
+                                        ("se_vs_plain", ("resnet20", "se_resnet20"))])
+def test_bundled_compare_recipes_pair_plain_with_se_over_enough_seeds(name, pair):
+    from senet.recipes import bundled_recipes
     from senet.train.config import load_config_file
 
-    path = Path(__file__).resolve().parents[1] / "src" / "senet" / "configs" / "demo.yaml"
-    train_keys, extra = load_config_file(path, extra_keys=("models", "seeds"))
-    assert extra["models"] == ["resnet20", "se_resnet20"] and extra["seeds"] >= 1
-    cfg = make_config({**train_keys, "model": "resnet20"}).validate()
-    assert cfg.data == "fashion-mnist" and cfg.train_subset is None  # the full dataset
+    train_keys, extra = load_config_file(bundled_recipes()[name], extra_keys=("models", "seeds"))
+    assert tuple(extra["models"]) == pair and extra["seeds"] >= 5  # t(0.975, 4) = 2.78: an interval worth reading
+    for model in pair:
+        cfg = make_config({**train_keys, "model": model}).validate()
+        assert cfg.data == "fashion-mnist" and cfg.train_subset is None  # the full dataset
+        assert cfg.val_split == 0.1 and cfg.test_subset is None  # choices on validation, the whole test split once

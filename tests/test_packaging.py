@@ -206,7 +206,7 @@ def test_wheel_contains_and_declares_what_users_need(dists):
         entry_points = wheel.read(f"{info}/entry_points.txt").decode()
     assert dists["wheel"].name == f"senet-{senet.__version__}-py3-none-any.whl"
     assert {"senet/py.typed", "senet/_version.py", "senet/recipes.py", "senet/paper.py",
-            "senet/configs/demo.yaml", "senet/configs/fmnist_se_fast.yaml", "senet/configs/fmnist_se_94.yaml",
+            "senet/configs/demo.yaml", "senet/configs/se_vs_plain.yaml", "senet/configs/fmnist_se_fast.yaml", "senet/configs/fmnist_se_94.yaml",
             f"{info}/licenses/LICENSE"} <= names
     assert not any(n.startswith(("tests/", "docs/", "benchmarks/")) for n in names)
     assert metadata["Name"] == "senet" and metadata["Version"] == senet.__version__

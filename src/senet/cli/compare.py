@@ -54,5 +54,7 @@ def run(args: argparse.Namespace) -> int:
     fields = ModelSummary.__dataclass_fields__
     rows = [ModelSummary(**{k: v for k, v in m.items() if k in fields}) for m in summary["models"]]
     print(format_table(rows))
+    for diff in summary["differences"]:
+        print(f"{diff['model']} vs {diff['baseline']}: {diff['verdict']}")
     print(f"report: {summary['report_md']}; curves: {summary['curves_png']}")
     return 0

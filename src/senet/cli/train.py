@@ -18,6 +18,9 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-subset", type=int, metavar="N", help="train on a fixed random N images")
     g.add_argument("--val-subset", type=int, metavar="N", help="validate on a fixed random N images")
     g.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no train augmentation")
+    g.add_argument("--random-erasing", type=float, metavar="P",
+                   help="erase a random box of each training image (random pixel values) with probability P "
+                        "(Zhong et al. 2017; default 0)")
     g.add_argument("--val-split", metavar="F|N",
                    help="fashion-mnist/mnist/cifar: part of the training files held out (seeded) for validation and "
                         "best/, a fraction or a number of images (default 0.1); 0 holds out nothing (no best/). The "

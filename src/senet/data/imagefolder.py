@@ -164,7 +164,8 @@ def _list_split(split_dir: Path, class_to_idx: dict[str, int] | None) -> tuple[l
     return classes, samples
 
 
-def load_imagefolder(path: str, *, augment: bool = True, strict: bool = False, image_size: int = 224) -> DatasetBundle:
+def load_imagefolder(path: str, *, augment: bool = True, strict: bool = False, image_size: int = 224,
+                     random_erasing: float = 0.0) -> DatasetBundle:
     """Load ``path/train``, ``path/val`` and, when present, ``path/test`` as a :class:`DatasetBundle`.
 
     ``image_size`` is the side of the square the model sees: training takes random-resized crops of that size;
@@ -189,7 +190,7 @@ def load_imagefolder(path: str, *, augment: bool = True, strict: bool = False, i
         if not good:
             raise SenetError(f"imagefolder {root}: no readable images left in {name}")
     eval_tf = imagenet_eval_transform(image_size, resize=round(image_size * 256 / 224))
-    train_tf = imagenet_train_transform(image_size) if augment else eval_tf
+    train_tf = imagenet_train_transform(image_size, erase=random_erasing) if augment else eval_tf
 
     def dataset(name: str, transform) -> ImageFolderDataset | None:
         if name not in scanned:

@@ -11,6 +11,8 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from senet.data.bundle import DatasetBundle
+from senet.data.tensor_dataset import ImageTensorDataset
+from senet.data.transforms import BatchAugment
 from senet.errors import ConfigError
 
 __all__ = ["DATASET_NAMES", "DEFAULT_VAL_SPLIT", "HOLDOUT_DATASETS", "dataset_base_name", "held_out_indices", "load_dataset",
@@ -46,7 +48,7 @@ def _split_name(name: str) -> tuple[str, str]:
 
 
 def _load_full(base: str, arg: str, *, data_dir, download: bool, augment: bool, strict: bool,
-               image_size: int | None) -> DatasetBundle:
+               image_size: int | None, random_erasing: float) -> DatasetBundle:
     if base == "synthetic":
         from senet.data.synthetic import load_synthetic
 
@@ -67,7 +69,8 @@ def _load_full(base: str, arg: str, *, data_dir, download: bool, augment: bool, 
             raise ConfigError("imagefolder needs a path: imagefolder:PATH, with PATH/train and PATH/val class folders")
         from senet.data.imagefolder import load_imagefolder
 
-        return load_imagefolder(arg, augment=augment, strict=strict, image_size=image_size or 224)
+        return load_imagefolder(arg, augment=augment, strict=strict, image_size=image_size or 224,
+                                random_erasing=random_erasing)
     raise ConfigError(
         f"unknown dataset {base!r}; choose one of: fashion-mnist, mnist, cifar10, cifar100, synthetic[:OPTIONS], "
         f"imagefolder:PATH"
@@ -127,6 +130,16 @@ def held_out_indices(total: int, count: int, *, seed: int) -> tuple[Tensor, Tens
     return order[count:].sort().values, order[:count].sort().values
 
 
+def _with_erasing(bundle: DatasetBundle, random_erasing: float) -> DatasetBundle:
+    """An in-memory training set that also erases a random box per image with probability ``random_erasing``
+    (:class:`~senet.data.transforms.BatchAugment`); image folders get it in their transform instead."""
+    train = bundle.train
+    if random_erasing == 0 or not isinstance(train, ImageTensorDataset):
+        return bundle
+    augment = train.augment or BatchAugment()
+    return replace(bundle, train=train.with_augment(replace(augment, erase=float(random_erasing))))
+
+
 def _hold_out(bundle: DatasetBundle, val_split: float, seed: int) -> DatasetBundle:
     """The published test split becomes ``test``; ``val`` is a seeded part of the training set (never augmented)."""
     train = bundle.train
@@ -166,6 +179,7 @@ def load_dataset(
     val_split: float | None = None,
     test_subset: int | None = None,
     image_size: int | None = None,
+    random_erasing: float = 0.0,
 ) -> DatasetBundle:
     """Load a dataset by name into a :class:`DatasetBundle`.
 
@@ -184,17 +198,26 @@ def load_dataset(
             their own ``val/`` and the synthetic set its own val images, so for them it must stay None.
         image_size: the square side the model sees: image folders crop to it (default 224); in-memory sets are
             resampled to it on access (default: their stored size).
+        random_erasing: probability in [0, 1] that a training image has a random box replaced by random pixel
+            values (Zhong et al. 2017); needs ``augment``. Validation and test images are never erased.
     """
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"dataset name must be a non-empty string, got {name!r}")
     base, arg = _split_name(name)
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8):
         raise ConfigError(f"image_size must be an integer >= 8, got {image_size!r}")
+    if isinstance(random_erasing, bool) or not isinstance(random_erasing, (int, float)) \
+            or not 0 <= random_erasing <= 1:
+        raise ConfigError(f"random_erasing must be a probability in [0, 1], got {random_erasing!r}")
+    if random_erasing and not augment:
+        raise ConfigError("random erasing is a train augmentation: it cannot be combined with augment off "
+                          "(--no-augment)")
     if val_split is not None and base not in HOLDOUT_DATASETS:
         own = "its own val/ folder" if base == "imagefolder" else "its own val images (synthetic:val=N)"
         raise ConfigError(f"val_split applies to {', '.join(HOLDOUT_DATASETS)}; {base} validates on {own}")
     bundle = _load_full(base, arg, data_dir=data_dir, download=download, augment=augment, strict=strict,
-                        image_size=image_size)
+                        image_size=image_size, random_erasing=random_erasing)
+    bundle = _with_erasing(bundle, random_erasing)
     if base in HOLDOUT_DATASETS:
         bundle = _hold_out(bundle, DEFAULT_VAL_SPLIT if val_split is None else val_split, seed)
     bundle = _resized(bundle, image_size)

@@ -91,10 +91,12 @@ def compare(
     if base.model:
         raise ConfigError("compare takes --models, not a single model in the recipe")
     out = Path(out)
-    plans: list[tuple[str, int, TrainConfig]] = []
     for name in names:
         get_model_builder(name)  # unknown names fail here, before any training
-        for k in range(seeds):
+    # Seed-major order: an interrupted comparison has finished pairs (seed k of every model) to compare.
+    plans: list[tuple[str, int, TrainConfig]] = []
+    for k in range(seeds):
+        for name in names:
             run_dir = out / name / f"seed{base.seed + k}"
             resume = base.resume and (run_dir / RUN_FILE).exists()
             cfg = make_config({"model": name, "seed": base.seed + k, "out": str(run_dir), "resume": resume},

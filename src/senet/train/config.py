@@ -144,6 +144,7 @@ class TrainConfig:
     train_subset: int | None = _check(checks.Int(1))
     val_subset: int | None = _check(checks.Int(1))
     augment: bool = True
+    random_erasing: float = _check(checks.Float(0, 1), 0.0)
     epochs: int = _check(checks.Int(1, 100_000), 30)
     batch_size: int = _check(checks.Int(1, 1 << 20), 128)
     lr: float = _check(checks.Float(0, 100, lo_open=True), 0.1)
@@ -226,6 +227,8 @@ class TrainConfig:
              f"strategy {self.strategy!r} is not offered: it shards the model, and senet's checkpoints are the full "
              f"model saved by rank 0, so such a run could not be trusted to resume; use --strategy ddp")
         need(not (self.resume and self.overwrite), "--resume and --overwrite exclude each other")
+        need(self.random_erasing == 0 or self.augment,
+             "--random-erasing is a train augmentation: it cannot be combined with --no-augment")
         for key in ("num_classes", "in_chans"):
             need(key not in self.model_args or _is_int(self.model_args[key]),
                  f"model argument {key} must be an integer, got {self.model_args.get(key)!r}")

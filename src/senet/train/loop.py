@@ -171,7 +171,7 @@ def _load_data(fabric: Any, config: TrainConfig) -> Any:
         return load_dataset(config.data, data_dir=config.data_dir, download=config.download,
                             train_subset=config.train_subset, val_subset=config.val_subset, augment=config.augment,
                             seed=config.seed, val_split=config.val_split, test_subset=config.test_subset,
-                            image_size=config.image_size)
+                            image_size=config.image_size, random_erasing=config.random_erasing)
 
     if fabric.world_size == 1:
         return load()

@@ -9,7 +9,7 @@ from senet.complexity import MACS_CONVENTION
 from senet.io import atomic_write_bytes
 from senet.train.significance import paired_difference
 
-__all__ = ["format_table", "write_report"]
+__all__ = ["can_tell_section", "format_table", "write_report"]
 
 
 def _pct(x: float) -> str:
@@ -63,6 +63,36 @@ def _protocol(rows: list[Any], recipe: dict[str, Any]) -> str:
             f"val_split is 0).")
 
 
+def can_tell_section(summary: dict[str, Any], rows: list[Any]) -> list[str]:
+    """"Can these runs tell the models apart?": each model against the first, paired by seed, then what the runs
+    can and cannot conclude. An undecided interval bounds the difference (it says how large a gain the runs rule
+    out), which is the useful reading of "cannot tell", not "no difference"."""
+    if len(rows) < 2:
+        return []
+    split = rows[0].split
+    lines = ["## Can these runs tell the models apart?", ""]
+    for diff in summary.get("differences", []):
+        lines.append(f"- **{diff['model']} vs {diff['baseline']}** ({split} top-1): {diff['verdict']}.")
+    lines.append("")
+    seeds = summary["seeds"]
+    scope = (f"The answer holds for this recipe: {summary['epochs']} epochs on {summary['data']} with these models. "
+             f"Longer training, other data or other widths can give another answer.")
+    if seeds < 2:
+        lines.append(f"One seed gives no interval, so a difference of any size could be noise. {scope} "
+                     f"`--seeds N` trains N paired seeds; the interval narrows roughly as 1/sqrt(N).")
+    else:
+        halves = [(d["ci95"][1] - d["ci95"][0]) / 2 for d in summary.get("differences", []) if d.get("ci95")]
+        width = f"about ±{100 * max(halves):.2f} points" if halves else "its half-width"
+        lines.append(
+            f"What they can conclude: with 95% confidence the recipe's true mean difference lies in the interval "
+            f"(Student t over the {seeds} per-seed differences; seed k of every model shares data order, "
+            f"augmentation and held-out split). A difference smaller than {width} is below what {seeds} seeds "
+            f"resolve: \"cannot tell\" rules out gains beyond the interval's ends, not every gain. "
+            f"What they cannot: {scope[0].lower()}{scope[1:]}")
+    lines.append("")
+    return lines
+
+
 def write_report(path: str | Path, summary: dict[str, Any], rows: list[Any]) -> Path:
     """Write the comparison report as markdown next to ``curves.png``."""
     path = Path(path)
@@ -87,6 +117,7 @@ def write_report(path: str | Path, summary: dict[str, Any], rows: list[Any]) -> 
         "",
     ]
     split = rows[0].split if rows else "test"
+    parts += can_tell_section(summary, rows)
     if len(rows) >= 2:
         ref = rows[0]
         parts.append("Differences against " + ref.model + ":")

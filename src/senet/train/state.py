@@ -186,7 +186,13 @@ def check_state_matches_run(state: dict[str, Any], recipe: dict[str, Any], direc
     if saved is None:
         return
     plain_saved, plain_run = json.loads(json.dumps(saved, default=str)), json.loads(json.dumps(recipe, default=str))
-    differ = sorted(k for k in set(plain_saved) | set(plain_run) if plain_saved.get(k) != plain_run.get(k))
+    # A key one side lacks is an option added (or removed) since that file was written; it matches when the other
+    # side holds the option's default, which is what the older code ran with.
+    from senet.train.config import TrainConfig
+
+    defaults = json.loads(json.dumps(TrainConfig().to_dict(), default=str))
+    differ = sorted(k for k in set(plain_saved) | set(plain_run)
+                    if plain_saved.get(k, defaults.get(k)) != plain_run.get(k, defaults.get(k)))
     if differ:
         shown = "; ".join(f"{k}: {plain_run.get(k)!r} in {RUN_FILE}, {plain_saved.get(k)!r} in {STATE_FILE}"
                           for k in differ[:3])
