@@ -64,7 +64,7 @@ def test_one_seed_report_refuses_to_conclude(tmp_path, capsys):
 
 
 def test_seeds_run_in_pairs_so_an_interrupted_comparison_can_be_compared(tmp_path, monkeypatch):
-    import senet.train.api as api
+    from senet.train import api
 
     trained = []
 

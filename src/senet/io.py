@@ -153,23 +153,21 @@ def _model_entry(model: nn.Module, config: dict[str, Any] | None) -> dict[str, A
 def _with_real_class_count(model: nn.Module, entry: dict[str, Any]) -> dict[str, Any]:
     """``entry`` with ``num_classes`` set to the classifier's actual output count, so a model whose ``fc`` was
     replaced by hand (``model.fc = nn.Linear(512, 10)``) is saved as the model it now is and loads back."""
-    head = _classifier(model)
+    from senet.models import create_model
+    from senet.models.common import classifier_of
+
+    head = classifier_of(model)
     if not isinstance(head, nn.Linear):
         return entry
-    from senet.models import create_model
 
     try:
         with torch.device("meta"):  # the model the config describes, without allocating it
-            described = _classifier(create_model(entry["name"], **entry["kwargs"]))
+            described = classifier_of(create_model(entry["name"], **entry["kwargs"]))
     except (SenetError, ValueError, TypeError, RuntimeError):  # a config that does not build: load_model says so
         return entry
     if isinstance(described, nn.Linear) and described.out_features != head.out_features:
         entry["kwargs"]["num_classes"] = head.out_features
     return entry
-
-
-def _classifier(model: nn.Module) -> Any:
-    return model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "fc", None)
 
 
 def save_model(
@@ -378,7 +376,7 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
     except SenetError as exc:
         if " fc." in str(exc).replace("(", " ").replace(",", " ").replace(":", " "):
             raise SenetError(f"{exc} - the classifier was changed after the model was built: rebuild it with "
-                             f"num_classes=N (or model.reset_classifier(N)) and save it again") from None
+                             f"num_classes=N (or model.resetclassifier_of(N)) and save it again") from None
         raise
     model.senet_saved_config = doc
     return model.to(map_location).eval()

@@ -254,14 +254,14 @@ def fold_channel_scales(model: nn.Module, example: torch.Tensor, names: dict[str
         for e in plan:
             _apply(e)
         for path in scales:
-            _set_submodule(model, path, nn.Identity())
+            model.set_submodule(path, nn.Identity())
         if check:
             with torch.no_grad():
                 folded = model(example)
             tol = 1e-4 * (1.0 + float(reference.abs().max()))
             if not torch.allclose(folded, reference, rtol=1e-4, atol=tol):
                 for path, module in scales.items():  # undo: the caller's model stays as it was
-                    _set_submodule(model, path, module)
+                    model.set_submodule(path, module)
                 for e in plan:
                     with torch.no_grad():
                         for k, v in originals[id(e.module)].items():
@@ -282,9 +282,3 @@ def _check_disjoint(plan: list[_Edit]) -> None:
             if a < span[1] and span[0] < b:
                 raise FoldError(f"two constant scales would fold into the same channels of one {type(e.module).__name__}")
         taken.setdefault(key, []).append(span)
-
-
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, attr = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, attr, module)

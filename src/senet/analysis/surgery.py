@@ -25,12 +25,6 @@ def se_stage_of(name: str) -> int | None:
     return parsed[0] if parsed else None
 
 
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, attr = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, attr, module)
-
-
 def _selected(names: list[str], stages: Iterable[int] | None, blocks: Iterable[str] | None) -> list[str]:
     chosen: list[str] = []
     if stages is not None:
@@ -229,7 +223,7 @@ def remove_se(
     out = model if inplace else copy.deepcopy(model)
     for name, path in chosen_paths.items():
         constant = replace == "mean"
-        _set_submodule(out, path, ChannelScale(torch.as_tensor(means[name])) if constant else nn.Identity())
+        out.set_submodule(path, ChannelScale(torch.as_tensor(means[name])) if constant else nn.Identity())
     if replace == "mean" and fold:
         example = _example_input(model, loader, example_input).to(_device_of(out))
         try:
@@ -237,7 +231,7 @@ def remove_se(
         except FoldError:
             if inplace:  # put the blocks back: the caller's model stays as it was
                 for name, path in chosen_paths.items():
-                    _set_submodule(out, path, found[name])
+                    out.set_submodule(path, found[name])
             raise
     config = None if (replace == "mean" and not fold) else _updated_config(model, out, chosen, left)
     if config is not None:

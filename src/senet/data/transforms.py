@@ -69,7 +69,7 @@ class BatchAugment:
 
     def erase_boxes(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Random erasing of a uint8 batch ``(B, C, H, W)`` with probability :attr:`erase` per image (see above)."""
-        batch, chans, height, width = images.shape
+        batch, _, height, width = images.shape
         chosen = torch.rand(batch, generator=generator) < self.erase
         area = torch.empty(batch).uniform_(0.02, 1 / 3, generator=generator) * (height * width)
         aspect = torch.exp(torch.empty(batch).uniform_(math.log(0.3), math.log(1 / 0.3), generator=generator))

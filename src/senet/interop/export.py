@@ -71,9 +71,7 @@ def replace_adaptive_pooling(model: nn.Module) -> int:
     """Swap every ``AdaptiveAvgPool2d(1)`` in ``model`` (in place) for :class:`GlobalMean`; return how many."""
     targets = [name for name, m in model.named_modules() if name and _is_global_pool(m)]
     for name in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, GlobalMean())
+        model.set_submodule(name, GlobalMean())
     return len(targets)
 
 

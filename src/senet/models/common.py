@@ -17,7 +17,8 @@ from senet.layers import AttentionBlock
 from senet.models.features import FeatureInfo, take_indices
 from senet.models.naming import named_se_blocks
 
-__all__ = ["ClassifierNet", "ConvBnAct", "MaxPool2d", "check_input_shape", "init_conv_bn", "update_config"]
+__all__ = ["ClassifierNet", "ConvBnAct", "MaxPool2d", "check_input_shape", "classifier_of", "init_conv_bn",
+           "update_config"]
 
 
 class MaxPool2d(nn.MaxPool2d):
@@ -247,7 +248,7 @@ class ClassifierNet(nn.Module):
         take = take_indices(len(self._all_stages), out_indices)
         last = max(self._stage_steps[i] for i in take)
         for path in self.body[last + 1:]:
-            _replace(self, path, nn.Identity())
+            self.set_submodule(path, nn.Identity())
         self.body = tuple(self.body[:last + 1])
         for name in self.head_modules:
             if getattr(self, name, None) is not None:
@@ -278,9 +279,9 @@ def _owning_step(path: str, steps: list[str]) -> int | None:
     return None
 
 
-def _replace(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent, _, name = path.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, name, module)
+def classifier_of(model: nn.Module) -> nn.Module | None:
+    """The classifier of any model: ``get_classifier()`` (senet's and timm's contract), else torchvision's ``fc``."""
+    return model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "fc", None)
 
 
 def init_conv_bn(model: nn.Module) -> None:

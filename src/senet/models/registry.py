@@ -115,8 +115,7 @@ def _drop_se_blocks(model: nn.Module, removed: list[str], name: str) -> None:
                           f"it has {', '.join(blocks) or 'none'}")
     paths = {id(m): p for p, m in model.named_modules()}
     for block in removed:
-        parent_path, _, attr = paths[id(blocks[block])].rpartition(".")
-        setattr(model.get_submodule(parent_path) if parent_path else model, attr, nn.Identity())
+        model.set_submodule(paths[id(blocks[block])], nn.Identity())
 
 
 def model_config(model: nn.Module) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from senet.errors import SenetError
+from senet.models.common import classifier_of
 
 __all__ = ["InitReport", "SourceWeights", "load_initial_weights", "read_source", "source_model_args"]
 
@@ -95,7 +96,7 @@ def source_model_args(source: SourceWeights) -> dict[str, Any]:
 
 def _head_prefix(model: nn.Module) -> str | None:
     """State-dict prefix of the classifier: ``get_classifier()`` when the model has it, else ``fc``."""
-    head = model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "fc", None)
+    head = classifier_of(model)
     for name, module in model.named_modules():
         if module is head and name:
             return name

@@ -23,13 +23,14 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from senet.errors import ConfigError
+from senet.models.common import classifier_of
 from senet.train.config import TrainConfig
 
 __all__ = ["apply_freeze", "make_optimizer", "train_mode"]
 
 
 def _head(model: nn.Module) -> nn.Module:
-    head = model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "fc", None)
+    head = classifier_of(model)
     if not isinstance(head, nn.Module) or not any(True for _ in head.parameters()):
         raise ConfigError(f"cannot freeze all but the head: {type(model).__name__} has no classifier (fc) with "
                           f"parameters")
