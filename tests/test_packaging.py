@@ -166,7 +166,7 @@ def test_require_names_the_extra_and_leaves_broken_installs_alone(tmp_path, monk
 def test_bundled_recipes_resolve_by_name_and_files_win(tmp_path, monkeypatch):
     from senet.recipes import bundled_recipes, resolve_recipe
 
-    assert set(bundled_recipes()) >= {"demo", "fmnist_se_fast", "fmnist_se_94"}
+    assert set(bundled_recipes()) >= {"demo", "se_vs_plain", "fmnist_se_fast", "fmnist_se_94", "fmnist_se_hour"}
     assert resolve_recipe("demo") == resolve_recipe("demo.yaml") == bundled_recipes()["demo"]
     assert resolve_recipe("demo").parent == SRC / "senet" / "configs"
     own = tmp_path / "demo.yaml"
@@ -207,6 +207,7 @@ def test_wheel_contains_and_declares_what_users_need(dists):
     assert dists["wheel"].name == f"senet-{senet.__version__}-py3-none-any.whl"
     assert {"senet/py.typed", "senet/_version.py", "senet/recipes.py", "senet/paper.py",
             "senet/configs/demo.yaml", "senet/configs/se_vs_plain.yaml", "senet/configs/fmnist_se_fast.yaml", "senet/configs/fmnist_se_94.yaml",
+            "senet/configs/fmnist_se_hour.yaml",
             f"{info}/licenses/LICENSE"} <= names
     assert not any(n.startswith(("tests/", "docs/", "benchmarks/")) for n in names)
     assert metadata["Name"] == "senet" and metadata["Version"] == senet.__version__

@@ -154,7 +154,7 @@ def test_shipped_train_configs_validate_and_name_a_measured_result():
     root = pathlib.Path(__file__).parent.parent / "src" / "senet" / "configs"
     compare_recipes = {"demo.yaml", "se_vs_plain.yaml"}  # `senet compare` recipes: tests/test_compare.py
     paths = [p for p in sorted(root.glob("*.yaml")) if p.name not in compare_recipes]
-    assert {p.name for p in paths} >= {"fmnist_se_fast.yaml", "fmnist_se_94.yaml"}
+    assert {p.name for p in paths} >= {"fmnist_se_fast.yaml", "fmnist_se_94.yaml", "fmnist_se_hour.yaml"}
     for path in paths:
         cfg = make_config(load_config_file(path)[0]).validate()
         assert cfg.model in list_models() and cfg.data == "fashion-mnist"

@@ -1,8 +1,9 @@
 """Training recipes that ship inside the package, so ``--config NAME`` works from a plain ``pip install``.
 
 A recipe is a YAML file of ``senet train`` (or ``senet compare``) options in ``senet/configs/``: ``demo`` (the main
-job's comparison), ``se_vs_plain`` (the longer one), ``fmnist_se_fast`` and ``fmnist_se_94`` (the time-to-accuracy recipes). A ``--config`` value that
-names an existing file is that file; a bare name (no folder, ``.yaml`` optional) is looked up here.
+job's comparison), ``se_vs_plain`` (the longer one), ``fmnist_se_fast``, ``fmnist_se_94`` and ``fmnist_se_hour``
+(the time-to-accuracy recipes). A ``--config`` value that names an existing file is that file; a bare name (no
+folder, ``.yaml`` optional) is looked up here.
 """
 
 from __future__ import annotations
