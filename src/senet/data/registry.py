@@ -130,6 +130,15 @@ def held_out_indices(total: int, count: int, *, seed: int) -> tuple[Tensor, Tens
     return order[count:].sort().values, order[:count].sort().values
 
 
+def _check_erasing(random_erasing: object, augment: bool) -> None:
+    if isinstance(random_erasing, bool) or not isinstance(random_erasing, (int, float)) \
+            or not 0 <= random_erasing <= 1:
+        raise ConfigError(f"random_erasing must be a probability in [0, 1], got {random_erasing!r}")
+    if random_erasing and not augment:
+        raise ConfigError("random erasing is a train augmentation: it cannot be combined with augment off "
+                          "(--no-augment)")
+
+
 def _with_erasing(bundle: DatasetBundle, random_erasing: float) -> DatasetBundle:
     """An in-memory training set that also erases a random box per image with probability ``random_erasing``
     (:class:`~senet.data.transforms.BatchAugment`); image folders get it in their transform instead."""
@@ -206,12 +215,7 @@ def load_dataset(
     base, arg = _split_name(name)
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8):
         raise ConfigError(f"image_size must be an integer >= 8, got {image_size!r}")
-    if isinstance(random_erasing, bool) or not isinstance(random_erasing, (int, float)) \
-            or not 0 <= random_erasing <= 1:
-        raise ConfigError(f"random_erasing must be a probability in [0, 1], got {random_erasing!r}")
-    if random_erasing and not augment:
-        raise ConfigError("random erasing is a train augmentation: it cannot be combined with augment off "
-                          "(--no-augment)")
+    _check_erasing(random_erasing, augment)
     if val_split is not None and base not in HOLDOUT_DATASETS:
         own = "its own val/ folder" if base == "imagefolder" else "its own val images (synthetic:val=N)"
         raise ConfigError(f"val_split applies to {', '.join(HOLDOUT_DATASETS)}; {base} validates on {own}")
