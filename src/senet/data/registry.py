@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from senet import checks
 from senet.data.bundle import DatasetBundle
 from senet.data.tensor_dataset import ImageTensorDataset
 from senet.data.transforms import BatchAugment
@@ -130,13 +131,16 @@ def held_out_indices(total: int, count: int, *, seed: int) -> tuple[Tensor, Tens
     return order[count:].sort().values, order[:count].sort().values
 
 
-def _check_erasing(random_erasing: object, augment: bool) -> None:
-    if isinstance(random_erasing, bool) or not isinstance(random_erasing, (int, float)) \
-            or not 0 <= random_erasing <= 1:
-        raise ConfigError(f"random_erasing must be a probability in [0, 1], got {random_erasing!r}")
-    if random_erasing and not augment:
+def _erasing_probability(random_erasing: object, augment: bool) -> float:
+    """``random_erasing`` checked as :class:`senet.checks.Float` ``[0, 1]`` does for the CLI and config files."""
+    try:
+        probability = checks.Float(0, 1)(random_erasing)
+    except ConfigError:
+        raise ConfigError(f"random_erasing must be a probability in [0, 1], got {random_erasing!r}") from None
+    if probability and not augment:
         raise ConfigError("random erasing is a train augmentation: it cannot be combined with augment off "
                           "(--no-augment)")
+    return probability
 
 
 def _with_erasing(bundle: DatasetBundle, random_erasing: float) -> DatasetBundle:
@@ -215,7 +219,7 @@ def load_dataset(
     base, arg = _split_name(name)
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8):
         raise ConfigError(f"image_size must be an integer >= 8, got {image_size!r}")
-    _check_erasing(random_erasing, augment)
+    random_erasing = _erasing_probability(random_erasing, augment)
     if val_split is not None and base not in HOLDOUT_DATASETS:
         own = "its own val/ folder" if base == "imagefolder" else "its own val images (synthetic:val=N)"
         raise ConfigError(f"val_split applies to {', '.join(HOLDOUT_DATASETS)}; {base} validates on {own}")
